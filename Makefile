@@ -1,0 +1,40 @@
+# pearld: two commands do everything on a fresh machine.
+#   make demo   the daemon with a simulated Pearl fleet
+#   make test   every test, with the race detector
+
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/pearld/pearld/engine.Version=$(VERSION)
+PKGS     := ./...
+
+.PHONY: all build test demo lint fmt vet services clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/pearld ./cmd/pearl-sim
+
+## test: start what the tests need, check formatting and vet, run every test with -race.
+test: services lint
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## demo: a simulated fleet, the shipped demo pipeline, a ready token.
+demo: build
+	./$(BIN)/pearld demo
+
+lint: fmt vet
+
+fmt:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+services:
+	@./scripts/ensure-redis.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,211 @@
+// Command pearld runs declarative pipelines that turn fleets of Epiphan
+// Pearl encoders into live dashboards.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pearld/pearld/engine"
+
+	// Components register themselves in the engine's registry.
+	_ "github.com/pearld/pearld/engine/processors"
+	_ "github.com/pearld/pearld/sinks/websocket"
+	_ "github.com/pearld/pearld/sources/pearl"
+)
+
+const usage = `pearld turns fleets of Epiphan Pearl encoders into live dashboards.
+
+Usage:
+  pearld run [--config PATH] [--status-addr ADDR]   run the pipelines of a file or directory
+  pearld validate PATH...                           check pipeline files; non-zero exit on any error
+  pearld demo [--devices N] [--sim-port PORT]       a simulated fleet with pipelines/demo.toml
+  pearld token --secret S --sub NAME [--perm P]...  mint a JWT for clients
+  pearld version                                    print the version
+
+Run 'pearld COMMAND -h' for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(rest, stdout, stderr)
+	case "validate":
+		err = cmdValidate(rest, stdout, stderr)
+	case "demo":
+		err = cmdDemo(rest, stdout, stderr)
+	case "token":
+		err = cmdToken(rest, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "pearld %s\n", engine.Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "pearld: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "pearld %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// logFlags are the logging flags shared by the commands that run pipelines.
+type logFlags struct {
+	format, level string
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("parsing --log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", l.format)
+	}
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("pearld "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
+func cmdRun(args []string, _, stderr io.Writer) error {
+	fs := newFlagSet("run", stderr)
+	config := fs.String("config", "pipelines/", "pipeline file or directory of *.toml files")
+	statusAddr := fs.String("status-addr", ":3447", "address of /health, /status and /metrics")
+	grace := fs.Duration("shutdown-timeout", 15*time.Second, "how long a shutdown may take")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	files, err := engine.PipelineFiles(*config)
+	if err != nil {
+		return err
+	}
+	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, IsAdmin: statusAdmin()})
+	return serve(e, files, log, *grace, nil)
+}
+
+// serve starts the engine and blocks until SIGINT or SIGTERM, then stops
+// it within grace. ready, when set, runs once the pipelines are up.
+func serve(e *engine.Engine, files []string, log *slog.Logger, grace time.Duration, ready func()) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	if err := e.Start(files); err != nil {
+		if len(e.Status(false).Pipelines) == 0 {
+			return err
+		}
+		// Some files are broken: report each, keep the others running.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			log.Error("pipeline not started", "err", line)
+		}
+	}
+	if ready != nil {
+		ready()
+	}
+	for running := true; running; {
+		select {
+		case <-hup:
+			log.Warn("SIGHUP received: reloading pipelines is not supported by this version; restart pearld to apply changes")
+		case <-ctx.Done():
+			running = false
+		}
+	}
+	log.Info("shutting down", "timeout", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := e.Stop(sctx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "pearld validate: name at least one pipeline file or directory")
+		return errUsage
+	}
+	var files []string
+	for _, a := range fs.Args() {
+		fl, err := engine.PipelineFiles(a)
+		if err != nil {
+			return err
+		}
+		files = append(files, fl...)
+	}
+	e := engine.New(engine.Options{})
+	if err := e.Validate(files); err != nil {
+		n := strings.Count(err.Error(), "\n") + 1
+		fmt.Fprintln(stderr, err)
+		return fmt.Errorf("%d error(s) in %d file(s)", n, len(files))
+	}
+	for _, f := range files {
+		fmt.Fprintf(stdout, "%s: ok\n", f)
+	}
+	return nil
+}

@@ -1,0 +1,15 @@
+// Package websocket is the `websocket` sink: the hub that pushes events to
+// browsers over WebSocket, speaking the protocol of PROTOCOL.md that
+// existing dashboards use.
+//
+// Clients authenticate with a JWT on the upgrade request, subscribe to
+// keys (dataType:device[:channel[:publisherId]]) and get the latest state
+// at once, then every data_update of those keys. Each event is encoded and
+// framed once by Write; its bytes are queued, by pointer, to every
+// subscriber. Each connection has one reader goroutine, which handles
+// client messages, and one writer goroutine, which merges everything
+// queued for its client into one network write. Queues are bounded: a
+// client that cannot keep up is closed, it never slows the others or
+// Write. The hub keeps the last events of each key so that a client that
+// reconnects resumes with `since` and misses nothing.
+package websocket

@@ -1,0 +1,318 @@
+package websocket
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pearld/pearld/engine"
+	"github.com/pearld/pearld/engine/auth"
+)
+
+func init() {
+	engine.RegisterSink("websocket", func() any { return New() })
+}
+
+// Interface guards.
+var (
+	_ engine.Sink        = (*Hub)(nil)
+	_ engine.Initializer = (*Hub)(nil)
+	_ engine.Closer      = (*Hub)(nil)
+)
+
+// Hub is the `websocket` sink: it serves WebSocket clients and pushes
+// every event it is written to the clients subscribed to its key. Its
+// exported fields are its configuration; each documents its default.
+type Hub struct {
+	// Listen is the address the hub's HTTP server listens on. Sinks with
+	// the same address share one server. Default ":3446".
+	Listen string `toml:"listen"`
+	// Paths are the exact URL paths that accept WebSocket upgrades; "/" is
+	// the root only. Other requests to them get 426. Default
+	// ["/", "/ws", "/ws/realtime"].
+	Paths []string `toml:"paths"`
+
+	// JWTSecret is the HMAC secret of HS256/HS384/HS512 tokens, at least
+	// 32 bytes for HS256. Default: the JWT_SECRET environment variable.
+	JWTSecret string `toml:"jwt_secret"`
+	// Algorithms are the token algorithms accepted. Default ["HS256"];
+	// allowed HS256, HS384, HS512, RS256, ES256, EdDSA.
+	Algorithms []string `toml:"algorithms"`
+	// PublicKeys are PEM files with the keys of RS256, ES256 and EdDSA.
+	// Default none.
+	PublicKeys []string `toml:"public_keys"`
+	// Issuer, when set, must be the tokens' `iss`. Default unchecked.
+	Issuer string `toml:"issuer"`
+	// Audience, when set, must be among the tokens' `aud`. Default
+	// unchecked.
+	Audience string `toml:"audience"`
+	// Leeway is the clock skew tolerated on token times. Default 30s.
+	Leeway engine.Duration `toml:"leeway"`
+
+	// SendQueue is how many frames may wait for one client. A client whose
+	// queue is full is too slow: it is closed with 1013 ("Send queue
+	// full") and never slows the others. Default 256.
+	SendQueue int `toml:"send_queue"`
+	// MaxMessageSize is the largest client message, in bytes, that is
+	// read; a larger one gets an error frame with code too_large and the
+	// connection stays open. Messages over 16 times this, and at least
+	// 64 KiB, close the connection with 1009. Default 2048.
+	MaxMessageSize int `toml:"max_message_size"`
+	// MaxConnectionsPerIP limits concurrent connections from one client
+	// address; the next is closed with 1008 "Connection limit exceeded".
+	// 0 means no limit. Default 25.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// TrustedProxies are the addresses or CIDR prefixes of reverse proxies
+	// whose X-Forwarded-For (or X-Real-IP) header names the client address
+	// for MaxConnectionsPerIP. Default none: the peer address is used.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// MaxSubscriptions limits the subscriptions of one connection; the
+	// next subscribe gets an error frame with code limit. Default 50.
+	MaxSubscriptions int `toml:"max_subscriptions"`
+	// AllowedOrigins are the Origin header values accepted, as path.Match
+	// patterns ("https://*.example.com"), compared case-insensitively; a
+	// refused origin gets 403 before the upgrade. Requests without an
+	// Origin header (not from a browser) are accepted. Default: any origin.
+	AllowedOrigins []string `toml:"allowed_origins"`
+	// History is how many events per key are kept for clients that resume
+	// with `since`. Default 100.
+	History int `toml:"history"`
+	// PingInterval is how often the hub pings each client; a client that
+	// sends nothing, not even a pong, for two intervals is dropped. Default
+	// 25s, under the 60s idle timeout of common reverse proxies.
+	PingInterval engine.Duration `toml:"ping_interval"`
+	// WriteTimeout bounds each write to a client; a client that cannot
+	// take a write in time is dropped. Default 10s.
+	WriteTimeout engine.Duration `toml:"write_timeout"`
+
+	log      *slog.Logger
+	epoch    int64
+	verifier *auth.Verifier
+	state    engine.StateReader
+	metrics  *metrics
+	upgrader websocket.Upgrader
+	proxies  []netip.Prefix
+	readBufs sync.Pool // *[]byte of MaxMessageSize+1
+	outBufs  sync.Pool // *[]byte output buffers of the writers
+
+	typesMu sync.RWMutex
+	types   map[string]bool
+	anyType bool // some upstream source does not declare its data types
+
+	mu     sync.RWMutex
+	topics map[string]*topic
+
+	clientsMu sync.Mutex
+	clients   map[*client]struct{}
+	perIP     map[string]int
+	closed    bool
+	done      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+}
+
+// New returns a hub with its defaults set.
+func New() *Hub {
+	return &Hub{
+		Listen:              ":3446",
+		Paths:               []string{"/", "/ws", "/ws/realtime"},
+		Algorithms:          []string{auth.HS256},
+		Leeway:              engine.Duration(auth.DefaultLeeway),
+		SendQueue:           256,
+		MaxMessageSize:      2048,
+		MaxConnectionsPerIP: 25,
+		MaxSubscriptions:    50,
+		History:             100,
+		PingInterval:        engine.Duration(25 * time.Second),
+		WriteTimeout:        engine.Duration(10 * time.Second),
+	}
+}
+
+// Init validates the configuration, builds the token verifier, finds the
+// upstream StateReader and data types, and mounts the hub on its paths.
+// It touches no network.
+func (h *Hub) Init(env *engine.Env) error {
+	if err := h.validate(); err != nil {
+		return err
+	}
+	v, err := auth.NewVerifier(auth.Config{
+		JWTSecret: h.JWTSecret, Algorithms: h.Algorithms, PublicKeys: h.PublicKeys,
+		Issuer: h.Issuer, Audience: h.Audience, Leeway: h.Leeway,
+	})
+	if err != nil {
+		return err
+	}
+	h.verifier = v
+	h.log = env.Logger
+	h.epoch = env.Epoch
+	h.types = map[string]bool{}
+	for _, u := range env.Upstream() {
+		if r, ok := u.(engine.StateReader); ok && h.state == nil {
+			h.state = r
+		}
+		if dt, ok := u.(engine.DataTyper); ok {
+			for _, t := range dt.DataTypes() {
+				h.types[t] = true
+			}
+		} else if _, ok := u.(engine.Source); ok {
+			h.anyType = true
+		}
+	}
+	if h.metrics, err = newMetrics(env.Metrics); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	size := h.MaxMessageSize + 1
+	h.readBufs.New = func() any { b := make([]byte, size); return &b }
+	h.outBufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: h.WriteTimeout.D(),
+		// Small: only client messages and control frames pass through it.
+		ReadBufferSize: 512,
+		// gorilla's write buffer is never used (the hub frames its own
+		// messages); a pool keeps gorilla from allocating one per client.
+		WriteBufferPool: &sync.Pool{},
+		// Origins are checked before the upgrade, in ServeHTTP.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	h.topics = map[string]*topic{}
+	h.clients = map[*client]struct{}{}
+	h.perIP = map[string]int{}
+	h.done = make(chan struct{})
+	for _, p := range h.Paths {
+		pattern := "GET " + p
+		if strings.HasSuffix(p, "/") {
+			pattern += "{$}"
+		}
+		if err := env.Handle(h.Listen, pattern, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Hub) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if h.Listen == "" {
+		bad("listen: required")
+	}
+	if len(h.Paths) == 0 {
+		bad("paths: at least one path is required")
+	}
+	for _, p := range h.Paths {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "{} \t") {
+			bad("paths: %q is not a plain URL path starting with /", p)
+		}
+	}
+	if h.SendQueue < 1 {
+		bad("send_queue: must be at least 1")
+	}
+	if h.MaxMessageSize < 256 {
+		bad("max_message_size: must be at least 256 bytes")
+	}
+	if h.MaxConnectionsPerIP < 0 {
+		bad("max_connections_per_ip: must be 0 (no limit) or more")
+	}
+	if h.MaxSubscriptions < 1 {
+		bad("max_subscriptions: must be at least 1")
+	}
+	if h.History < 1 {
+		bad("history: must be at least 1")
+	}
+	if h.PingInterval.D() < 100*time.Millisecond {
+		bad("ping_interval: must be at least 100ms")
+	}
+	if h.WriteTimeout <= 0 {
+		bad("write_timeout: must be positive")
+	}
+	for _, o := range h.AllowedOrigins {
+		if _, err := path.Match(o, ""); err != nil {
+			bad("allowed_origins: bad pattern %q", o)
+		}
+	}
+	h.proxies = h.proxies[:0]
+	for _, s := range h.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				bad("trusted_proxies: %q is neither an address nor a CIDR prefix", s)
+				continue
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		h.proxies = append(h.proxies, p.Masked())
+	}
+	return errors.Join(errs...)
+}
+
+// hardLimit is the message size past which reading stops and the
+// connection is closed with 1009.
+func (h *Hub) hardLimit() int { return max(16*h.MaxMessageSize, 64<<10) }
+
+// pongWait is how long a client may stay silent.
+func (h *Hub) pongWait() time.Duration { return 2 * h.PingInterval.D() }
+
+// Write queues each event, encoded once, to the clients subscribed to its
+// key, and records it for resume. It never waits for a client. An event
+// whose Data is not valid JSON is skipped and reported in the error.
+func (h *Hub) Write(_ context.Context, batch []engine.Event) error {
+	var errs []error
+	for i := range batch {
+		e := &batch[i]
+		if len(e.Data) > 0 && !json.Valid(e.Data) {
+			errs = append(errs, fmt.Errorf("writing event %s seq %d: data is not valid JSON", e.Key(), e.Seq))
+			continue
+		}
+		if e.Type == "" || e.Device == "" {
+			errs = append(errs, fmt.Errorf("writing event seq %d: missing type or device", e.Seq))
+			continue
+		}
+		k := subKey{KeyParts: engine.KeyParts{Type: e.Type, Device: e.Device, Channel: e.Channel, Publisher: e.Publisher}, key: e.Key()}
+		h.addType(e.Type)
+		h.publish(&k, e, eventFrame(typeDataUpdate, k.key, e, false))
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes every client with 1001 "Server shutting down", after the
+// frames already queued to it, and waits for the connections to end
+// within ctx; past it, the remaining connections are dropped.
+func (h *Hub) Close(ctx context.Context) error {
+	if h.done == nil {
+		return nil // never initialised
+	}
+	h.clientsMu.Lock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+	h.clientsMu.Unlock()
+
+	finished := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+	}
+	h.clientsMu.Lock()
+	for c := range h.clients {
+		_ = c.nc.Close()
+	}
+	h.clientsMu.Unlock()
+	<-finished
+	return fmt.Errorf("closing websocket clients: %w", ctx.Err())
+}
