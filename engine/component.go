@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,6 +53,17 @@ type Initializer interface {
 // Close may take.
 type Closer interface {
 	Close(ctx context.Context) error
+}
+
+// Flusher is implemented by processors that hold events back, such as a
+// batcher. After every Process or Flush call the runner asks NextFlush for
+// the time of the next flush (zero: nothing held) and calls Flush then, and
+// once more after the processor's inputs are drained. Flush runs on the
+// processor's goroutine, never concurrently with Process; what it returns
+// goes downstream like Process's output.
+type Flusher interface {
+	Flush(ctx context.Context) ([]Event, error)
+	NextFlush() time.Time
 }
 
 // DataTyper is implemented by sources that know which data types they
@@ -191,6 +203,10 @@ type Env struct {
 	Devices map[string]*Device
 	// Epoch identifies this engine run; Seq values only grow within it.
 	Epoch int64
+	// StatusAddr is the address of the engine's status listener (/health,
+	// /status, /metrics), "" when there is none. Components may mount
+	// operator endpoints there with Handle.
+	StatusAddr string
 
 	upstream  []any
 	resources *resources
@@ -295,6 +311,7 @@ type EnvOptions struct {
 	Metrics              prometheus.Registerer // nil: a fresh private registry
 	Devices              map[string]*Device
 	Epoch                int64
+	StatusAddr           string
 	// Upstream lists the components the new one reads from, nearest first.
 	Upstream []any
 	// Listeners receives Handle calls; nil makes Handle fail.
@@ -316,7 +333,7 @@ func NewEnv(o EnvOptions) (*Env, func(context.Context)) {
 	r := &resources{}
 	return &Env{
 		Pipeline: o.Pipeline, Name: o.Name, Type: o.Type,
-		Logger: o.Logger, Metrics: o.Metrics, PipelineMetrics: o.Metrics, Devices: o.Devices, Epoch: o.Epoch,
+		Logger: o.Logger, Metrics: o.Metrics, PipelineMetrics: o.Metrics, Devices: o.Devices, Epoch: o.Epoch, StatusAddr: o.StatusAddr,
 		upstream: o.Upstream, resources: r, http: o.Listeners,
 	}, r.close
 }

@@ -190,6 +190,9 @@ func TestExpandVars(t *testing.T) {
 		{"dollar escape", `x = "$${A}"`, `x = "${A}"`, ""},
 		{"missing", "\n\nx = \"${NOPE}\"", "", "3: environment variable NOPE is not set"},
 		{"bad name", `x = "${1A}"`, "", "invalid variable reference"},
+		{"number outside quotes", "x = ${N:-50}\ny = ${A:-1}", "", "${A:-1} outside quotes must be a number or true/false"},
+		{"default number outside quotes", "x = ${N:-50}\ny = ${B:-true}", "x = 50\ny = true", ""},
+		{"unterminated", `x = "${A"`, "", "unterminated ${"},
 		{"multi-line string", "x = \"\"\"\n${A}\n\"\"\"", "x = \"\"\"\nalpha\n\"\"\"", ""},
 	}
 	for _, tt := range tests {

@@ -132,7 +132,7 @@ func (e *Engine) Validate(files []string) error {
 }
 
 func (e *Engine) newPipeline(cfg *PipelineConfig, l *Listeners, reg prometheus.Registerer) (*Pipeline, error) {
-	deps := Deps{Logger: e.log, Metrics: reg, Listeners: l, Epoch: e.epoch, Seq: &e.seq}
+	deps := Deps{Logger: e.log, Metrics: reg, Listeners: l, Epoch: e.epoch, Seq: &e.seq, StatusAddr: e.opts.StatusAddr}
 	if reg == prometheus.Registerer(e.reg) {
 		deps.engineMetrics = e.metrics
 	}

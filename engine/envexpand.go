@@ -2,14 +2,16 @@ package engine
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 )
 
-// expandVars replaces ${VAR} and ${VAR:-default} inside the TOML string
-// values of src; comments and keys are left alone. "$${" stands for a
-// literal "${". The substituted text is escaped for the kind of string it
-// lands in. Every unset variable without a default is reported with its
-// line.
+// expandVars replaces ${VAR} and ${VAR:-default} in src. Inside TOML
+// strings the value is escaped for the kind of string it lands in; "$${"
+// stands for a literal "${". Outside strings (`max_subscriptions =
+// ${MAX:-50}`) the value must be a TOML number or boolean and is inserted
+// as is. Comments are left alone. Every unset variable without a default
+// is reported with its line.
 func expandVars(src []byte, lookup func(string) (string, bool)) ([]byte, []lineError) {
 	var (
 		out   strings.Builder
@@ -41,6 +43,17 @@ func expandVars(src []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 				out.WriteByte(c)
 				i++
 				continue
+			case strings.HasPrefix(s[i:], "${"):
+				n, val, err := substitute(s[i:], lookup)
+				if err == "" && !scalarPattern.MatchString(val) {
+					err = fmt.Sprintf("%s outside quotes must be a number or true/false, not %q; quote it for a string", s[i:i+n], val)
+				}
+				if err != "" {
+					errs = append(errs, lineError{line, err})
+				}
+				out.WriteString(val)
+				i += n
+				continue
 			}
 			if c == '\n' {
 				line++
@@ -69,30 +82,16 @@ func expandVars(src []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 			i += 3
 			continue
 		case strings.HasPrefix(s[i:], "${"):
-			end := strings.IndexByte(s[i:], '}')
-			if end < 0 {
-				errs = append(errs, lineError{line, "unterminated ${ in string"})
-				out.WriteString(s[i:])
-				i = len(s)
-				continue
-			}
-			expr := s[i+2 : i+end]
-			name, def, hasDef := strings.Cut(expr, ":-")
-			val, ok := lookup(name)
-			switch {
-			case !validVarName(name):
-				errs = append(errs, lineError{line, fmt.Sprintf("invalid variable reference ${%s}", expr)})
-			case !ok && !hasDef:
-				errs = append(errs, lineError{line, fmt.Sprintf("environment variable %s is not set (use ${%s:-default} for a default)", name, name)})
-			case !ok || (val == "" && hasDef):
-				val = def
+			n, val, msg := substitute(s[i:], lookup)
+			if msg != "" {
+				errs = append(errs, lineError{line, msg})
 			}
 			esc, err := escapeFor(delim, val)
 			if err != nil {
-				errs = append(errs, lineError{line, fmt.Sprintf("variable %s: %v", name, err)})
+				errs = append(errs, lineError{line, fmt.Sprintf("%s: %v", s[i:i+n], err)})
 			}
 			out.WriteString(esc)
-			i += end + 1
+			i += n
 			continue
 		}
 		if c == '\n' {
@@ -102,6 +101,31 @@ func expandVars(src []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 		i++
 	}
 	return []byte(out.String()), errs
+}
+
+// scalarPattern matches the values allowed for ${VAR} outside quotes.
+var scalarPattern = regexp.MustCompile(`^([+-]?[0-9][0-9_]*(\.[0-9_]+)?([eE][+-]?[0-9]+)?|true|false)$`)
+
+// substitute resolves the reference at the start of s ("${NAME}" or
+// "${NAME:-default}"). It returns how many bytes the reference spans, the
+// value, and a message when the reference is invalid or unset.
+func substitute(s string, lookup func(string) (string, bool)) (int, string, string) {
+	end := strings.IndexAny(s, "}\n")
+	if end < 0 || s[end] != '}' {
+		return len("${"), "", "unterminated ${"
+	}
+	expr := s[2:end]
+	name, def, hasDef := strings.Cut(expr, ":-")
+	val, ok := lookup(name)
+	switch {
+	case !validVarName(name):
+		return end + 1, "", fmt.Sprintf("invalid variable reference ${%s}", expr)
+	case !ok && !hasDef:
+		return end + 1, "", fmt.Sprintf("environment variable %s is not set (use ${%s:-default} for a default)", name, name)
+	case !ok || (val == "" && hasDef):
+		val = def
+	}
+	return end + 1, val, ""
 }
 
 func validVarName(n string) bool {

@@ -69,6 +69,8 @@ type Deps struct {
 	Metrics   prometheus.Registerer
 	Listeners *Listeners
 	Epoch     int64
+	// StatusAddr is handed to components in Env.StatusAddr.
+	StatusAddr string
 	// Seq is the engine-wide sequence counter; nil gives the pipeline its own.
 	Seq *atomic.Uint64
 
@@ -306,43 +308,102 @@ func runGuarded(f func() error) (err error) {
 
 func (n *node) runStage(ctx context.Context) {
 	n.setState(StateRunning, nil)
-	log := n.env.Logger
-	for batch := range n.in {
-		n.queued.Set(float64(len(n.in)))
-		batch = n.merge(batch)
-		n.received.Add(float64(len(batch)))
-		start := time.Now()
-		switch c := n.cfg.Value.(type) {
-		case Processor:
-			var out []Event
-			err := runGuarded(func() error {
-				var err error
-				out, err = c.Process(ctx, batch)
-				return err
-			})
-			n.callTime.Observe(time.Since(start).Seconds())
-			if err != nil {
-				n.errs.Inc()
-				n.dropped.Add(float64(len(batch)))
-				n.setState(StateRunning, err)
-				log.Error("processing batch", "err", err, "events", len(batch))
-				continue
-			}
-			if len(out) > 0 {
-				n.sent.Add(float64(len(out)))
-				n.forward(ctx, out)
-			}
-		case Sink:
-			err := runGuarded(func() error { return c.Write(ctx, batch) })
-			n.callTime.Observe(time.Since(start).Seconds())
-			if err != nil {
-				n.errs.Inc()
-				n.setState(StateRunning, err)
-				log.Error("writing batch", "err", err, "events", len(batch))
-			}
+	flusher, _ := n.cfg.Value.(Flusher)
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	// arm sets the timer to the flusher's next deadline, if any.
+	arm := func() {
+		if flusher == nil {
+			return
+		}
+		if timer != nil {
+			timer.Stop()
+			timerC = nil
+		}
+		if at := flusher.NextFlush(); !at.IsZero() {
+			timer = time.NewTimer(time.Until(at))
+			timerC = timer.C
 		}
 	}
-	n.finish(ctx)
+	for {
+		select {
+		case batch, ok := <-n.in:
+			if !ok {
+				if flusher != nil {
+					n.flush(ctx, flusher)
+				}
+				if timer != nil {
+					timer.Stop()
+				}
+				n.finish(ctx)
+				return
+			}
+			n.queued.Set(float64(len(n.in)))
+			batch = n.merge(batch)
+			n.received.Add(float64(len(batch)))
+			n.call(ctx, batch)
+			arm()
+		case <-timerC:
+			timerC = nil
+			n.flush(ctx, flusher)
+			arm()
+		}
+	}
+}
+
+// call hands one batch to the processor or sink and forwards a
+// processor's output.
+func (n *node) call(ctx context.Context, batch []Event) {
+	start := time.Now()
+	switch c := n.cfg.Value.(type) {
+	case Processor:
+		var out []Event
+		err := runGuarded(func() error {
+			var err error
+			out, err = c.Process(ctx, batch)
+			return err
+		})
+		n.callTime.Observe(time.Since(start).Seconds())
+		if err != nil {
+			n.errs.Inc()
+			n.dropped.Add(float64(len(batch)))
+			n.setState(StateRunning, err)
+			n.env.Logger.Error("processing batch", "err", err, "events", len(batch))
+			return
+		}
+		n.emitOut(ctx, out)
+	case Sink:
+		err := runGuarded(func() error { return c.Write(ctx, batch) })
+		n.callTime.Observe(time.Since(start).Seconds())
+		if err != nil {
+			n.errs.Inc()
+			n.setState(StateRunning, err)
+			n.env.Logger.Error("writing batch", "err", err, "events", len(batch))
+		}
+	}
+}
+
+func (n *node) flush(ctx context.Context, f Flusher) {
+	var out []Event
+	err := runGuarded(func() error {
+		var err error
+		out, err = f.Flush(ctx)
+		return err
+	})
+	if err != nil {
+		n.errs.Inc()
+		n.setState(StateRunning, err)
+		n.env.Logger.Error("flushing", "err", err)
+		return
+	}
+	n.emitOut(ctx, out)
+}
+
+func (n *node) emitOut(ctx context.Context, out []Event) {
+	if len(out) > 0 {
+		n.sent.Add(float64(len(out)))
+		n.forward(ctx, out)
+	}
 }
 
 // merge appends batches already waiting in the queue to first, up to

@@ -253,3 +253,69 @@ func TestEngineValidate(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 }
+
+// holdProc holds events back and releases them in a flush after delay.
+type holdProc struct {
+	Delay Duration `toml:"delay"`
+
+	held  []Event
+	due   time.Time
+	calls int
+}
+
+func (h *holdProc) Process(_ context.Context, b []Event) ([]Event, error) {
+	if len(h.held) == 0 {
+		h.due = time.Now().Add(h.Delay.D())
+	}
+	h.held = append(h.held, b...)
+	return nil, nil
+}
+
+func (h *holdProc) Flush(context.Context) ([]Event, error) {
+	h.calls++
+	out := h.held
+	h.held = nil
+	h.due = time.Time{}
+	return out, nil
+}
+
+func (h *holdProc) NextFlush() time.Time { return h.due }
+
+func TestPipelineFlusher(t *testing.T) {
+	reg := testRegistry()
+	reg.Register(KindProcessor, "hold", func() any { return &holdProc{} })
+	cfg, err := Load("p.toml", []byte(`
+[sources.s]
+type = "pearl_publisher_status"
+count = 5
+[processors.h]
+type = "hold"
+inputs = ["s"]
+delay = "50ms"
+[sinks.k]
+type = "websocket"
+inputs = ["h"]
+`), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPipeline(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	p.Start()
+	k := cfg.Component("k").Value.(*testSink)
+	waitFor(t, "the flushed events", func() bool { return len(k.events()) == 5 })
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("events arrived after %s, before the flush was due", d)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.Component("h").Value.(*holdProc); h.calls < 2 {
+		t.Errorf("flush calls = %d, want the timed one and the final one", h.calls)
+	}
+}
