@@ -207,6 +207,8 @@ type Env struct {
 	// /status, /metrics), "" when there is none. Components may mount
 	// operator endpoints there with Handle.
 	StatusAddr string
+	// PluginsDir is where out-of-process plugins are looked up.
+	PluginsDir string
 
 	upstream  []any
 	resources *resources
@@ -312,6 +314,7 @@ type EnvOptions struct {
 	Devices              map[string]*Device
 	Epoch                int64
 	StatusAddr           string
+	PluginsDir           string
 	// Upstream lists the components the new one reads from, nearest first.
 	Upstream []any
 	// Listeners receives Handle calls; nil makes Handle fail.
@@ -333,7 +336,7 @@ func NewEnv(o EnvOptions) (*Env, func(context.Context)) {
 	r := &resources{}
 	return &Env{
 		Pipeline: o.Pipeline, Name: o.Name, Type: o.Type,
-		Logger: o.Logger, Metrics: o.Metrics, PipelineMetrics: o.Metrics, Devices: o.Devices, Epoch: o.Epoch, StatusAddr: o.StatusAddr,
+		Logger: o.Logger, Metrics: o.Metrics, PipelineMetrics: o.Metrics, Devices: o.Devices, Epoch: o.Epoch, StatusAddr: o.StatusAddr, PluginsDir: o.PluginsDir,
 		upstream: o.Upstream, resources: r, http: o.Listeners,
 	}, r.close
 }

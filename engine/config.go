@@ -194,7 +194,10 @@ func Load(file string, src []byte, opts LoadOptions) (*PipelineConfig, error) {
 	// Pass 2: decode everything strictly into the components' own structs.
 	doc, wrappers := buildDocument(comps)
 	if err := strictDecode(src, doc.Addr().Interface()); err != nil {
-		return nil, errors.Join(decodeErrors(file, err)...)
+		rest := collectExtra(err, byName, wrappers, kinds[0].items, kinds[1].items, kinds[2].items)
+		if rest != nil {
+			return nil, errors.Join(decodeErrors(file, rest)...)
+		}
 	}
 	for name, d := range doc.FieldByName("Devices").Interface().(map[string]*Device) {
 		id := "devices." + name
@@ -266,6 +269,72 @@ func Load(file string, src []byte, opts LoadOptions) (*PipelineConfig, error) {
 	}
 	p.Components = order
 	return p, nil
+}
+
+// Extra collects the keys of a component's table that its struct does not
+// declare. A component whose schema is only known in Init (a plugin's
+// options) declares a field of this type; the loader fills it instead of
+// reporting those keys as unknown. Init checks them and reports a bad one
+// with a *KeyError, which the engine turns into an error at the key's line.
+type Extra map[string]ExtraValue
+
+// ExtraValue is one undeclared key: its decoded TOML value and its line.
+type ExtraValue struct {
+	Value any
+	Line  int
+}
+
+// KeyError is an error about one key of a component's table. Returned from
+// Init, it is reported at the key's line when the loader knows it.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("key %q: %v", e.Key, e.Err) }
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// collectExtra moves unknown top-level keys of components that declare an
+// Extra field into it. It returns the decode error that remains, or nil.
+func collectExtra(err error, byName map[string]*ComponentConfig, wrappers map[string]*wrapper, raws ...map[string]map[string]any) error {
+	var strict *toml.StrictMissingError
+	if !errors.As(err, &strict) {
+		return err
+	}
+	raw := func(kind Kind, name string) map[string]any {
+		switch kind {
+		case KindSource:
+			return raws[0][name]
+		case KindProcessor:
+			return raws[1][name]
+		default:
+			return raws[2][name]
+		}
+	}
+	var left []toml.DecodeError
+	for _, e := range strict.Errors {
+		key := e.Key()
+		if len(key) >= 3 {
+			if c := byName[key[1]]; c != nil && string(c.Kind) == key[0] && wrappers[c.Name].extra != nil {
+				w := wrappers[c.Name]
+				ex := w.target.FieldByIndex(w.extra)
+				if ex.IsNil() {
+					ex.Set(reflect.ValueOf(Extra{}))
+				}
+				line, _ := e.Position()
+				if _, seen := ex.Interface().(Extra)[key[2]]; !seen {
+					ex.SetMapIndex(reflect.ValueOf(key[2]), reflect.ValueOf(ExtraValue{Value: raw(c.Kind, c.Name)[key[2]], Line: line}))
+				}
+				continue
+			}
+		}
+		left = append(left, e)
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	strict.Errors = left
+	return strict
 }
 
 func checkKind(c *ComponentConfig) error {
@@ -396,6 +465,7 @@ type wrapper struct {
 	target reflect.Value // the component struct
 	fields [][]int       // wrapper field base+i holds the target field at index path fields[i]
 	base   int           // number of engine fields before the copies
+	extra  []int         // index path of the component's Extra field, if any
 }
 
 func newWrapper(c *ComponentConfig) *wrapper {
@@ -419,6 +489,10 @@ func newWrapper(c *ComponentConfig) *wrapper {
 			// component's table, like a shared block of settings.
 			if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
 				walk(f.Type, idx)
+				continue
+			}
+			if f.Type == reflect.TypeFor[Extra]() {
+				w.extra = idx
 				continue
 			}
 			if !f.IsExported() || name == "-" || reserved[name] {

@@ -331,3 +331,52 @@ sharedBlock = "x"
 		t.Errorf("the embedded struct itself must not be a key: %v", err)
 	}
 }
+
+type openSource struct {
+	Interval Duration `toml:"interval"`
+	Options  Extra
+}
+
+func (*openSource) Run(context.Context, func(Event)) error { return nil }
+
+func (o *openSource) Init(*Env) error {
+	for k := range o.Options {
+		if k != "threshold" {
+			return &KeyError{Key: k, Err: errors.New("not declared by the plugin")}
+		}
+	}
+	return nil
+}
+
+func TestLoadExtraKeys(t *testing.T) {
+	reg := testRegistry()
+	reg.Register(KindSource, "open", func() any { return &openSource{} })
+	src := `
+[sources.o]
+type = "open"
+interval = "2s"
+threshold = 0.25
+`
+	p, err := Load("x.toml", []byte(src+"[sinks.k]\ntype = \"websocket\"\ninputs = [\"o\"]\nlisten = \"x\"\n"), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := p.Component("o").Value.(*openSource)
+	if o.Interval.D() != 2*time.Second || o.Options["threshold"].Value != 0.25 || o.Options["threshold"].Line != 5 {
+		t.Fatalf("decoded %+v", o)
+	}
+	// Unknown keys of components without Extra are still errors.
+	_, err = Load("x.toml", []byte(src+"[sinks.k]\ntype = \"websocket\"\ninputs = [\"o\"]\nlistn = \"x\"\n"), LoadOptions{Registry: reg})
+	if err == nil || !strings.Contains(err.Error(), `x.toml:9: sinks.k: unknown key "sinks.k.listn"`) {
+		t.Fatalf("err = %v", err)
+	}
+	// Init's KeyError is reported at the key's line.
+	p, err = Load("x.toml", []byte(src+"colour = \"red\"\n[sinks.k]\ntype = \"websocket\"\ninputs = [\"o\"]\n"), LoadOptions{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewPipeline(p, Deps{})
+	if err == nil || !strings.Contains(err.Error(), `x.toml:6: sources.o: key "colour": not declared by the plugin`) {
+		t.Fatalf("err = %v", err)
+	}
+}

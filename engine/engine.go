@@ -30,6 +30,8 @@ type Options struct {
 	// StatusAddr is where /health, /status and /metrics are served; "" serves
 	// them nowhere.
 	StatusAddr string
+	// PluginsDir is where plugin components look for plugin binaries.
+	PluginsDir string
 	// IsAdmin tells whether a /status caller may see error details; nil
 	// means nobody may.
 	IsAdmin func(*http.Request) bool
@@ -132,7 +134,7 @@ func (e *Engine) Validate(files []string) error {
 }
 
 func (e *Engine) newPipeline(cfg *PipelineConfig, l *Listeners, reg prometheus.Registerer) (*Pipeline, error) {
-	deps := Deps{Logger: e.log, Metrics: reg, Listeners: l, Epoch: e.epoch, Seq: &e.seq, StatusAddr: e.opts.StatusAddr}
+	deps := Deps{Logger: e.log, Metrics: reg, Listeners: l, Epoch: e.epoch, Seq: &e.seq, StatusAddr: e.opts.StatusAddr, PluginsDir: e.opts.PluginsDir}
 	if reg == prometheus.Registerer(e.reg) {
 		deps.engineMetrics = e.metrics
 	}

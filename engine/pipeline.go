@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,8 @@ type Deps struct {
 	Epoch     int64
 	// StatusAddr is handed to components in Env.StatusAddr.
 	StatusAddr string
+	// PluginsDir is handed to components in Env.PluginsDir.
+	PluginsDir string
 	// Seq is the engine-wide sequence counter; nil gives the pipeline its own.
 	Seq *atomic.Uint64
 
@@ -143,11 +146,29 @@ func NewPipeline(cfg *PipelineConfig, deps Deps) (*Pipeline, error) {
 		if in, ok := n.cfg.Value.(Initializer); ok {
 			if err := in.Init(n.env); err != nil {
 				p.release(context.Background())
-				return nil, &ConfigError{File: cfg.File, Line: n.cfg.Line, Component: string(n.cfg.Kind) + "." + n.cfg.Name, Msg: err.Error()}
+				return nil, &ConfigError{File: cfg.File, Line: errorLine(n.cfg, err), Component: string(n.cfg.Kind) + "." + n.cfg.Name, Msg: err.Error()}
 			}
 		}
 	}
 	return p, nil
+}
+
+// errorLine is the line an Init error is reported at: the key's, for a
+// KeyError about a key the loader collected, else the component's.
+func errorLine(c *ComponentConfig, err error) int {
+	var ke *KeyError
+	if !errors.As(err, &ke) {
+		return c.Line
+	}
+	v := reflect.ValueOf(c.Value).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		if ex, ok := v.Field(i).Interface().(Extra); ok && v.Type().Field(i).IsExported() {
+			if x, ok := ex[ke.Key]; ok && x.Line > 0 {
+				return x.Line
+			}
+		}
+	}
+	return c.Line
 }
 
 // upstreamOf lists the values of every component c reads from, directly or

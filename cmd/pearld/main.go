@@ -123,7 +123,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 func cmdRun(args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("run", stderr)
 	config := fs.String("config", "pipelines/", "pipeline file or directory of *.toml files")
-	statusAddr := fs.String("status-addr", ":3447", "address of /health, /status and /metrics")
+	statusAddr := fs.String("status-addr", defaultStatusAddr(), "address of /health, /status, /metrics and /webhook/event (default from REALTIME_STATUS_PORT)")
 	grace := fs.Duration("shutdown-timeout", 15*time.Second, "how long a shutdown may take")
 	var lf logFlags
 	lf.register(fs)
@@ -181,8 +181,18 @@ func serve(e *engine.Engine, files []string, log *slog.Logger, grace time.Durati
 	return nil
 }
 
+// defaultStatusAddr is ":3447", or the port of REALTIME_STATUS_PORT, the
+// variable the replaced system used.
+func defaultStatusAddr() string {
+	if p := os.Getenv("REALTIME_STATUS_PORT"); p != "" {
+		return ":" + p
+	}
+	return ":3447"
+}
+
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", stderr)
+	statusAddr := fs.String("status-addr", defaultStatusAddr(), "address of the status listener the pipelines would run with")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -198,7 +208,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		}
 		files = append(files, fl...)
 	}
-	e := engine.New(engine.Options{})
+	e := engine.New(engine.Options{StatusAddr: *statusAddr})
 	if err := e.Validate(files); err != nil {
 		n := strings.Count(err.Error(), "\n") + 1
 		fmt.Fprintln(stderr, err)
