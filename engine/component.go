@@ -68,10 +68,14 @@ type Flusher interface {
 
 // DataTyper is implemented by sources that know which data types they
 // emit. Sinks use it (through Env.Upstream) to refuse subscriptions to data
-// types nothing produces.
+// types nothing produces. A list containing AnyDataType means the source
+// may emit any data type (event ingest); a nil list declares nothing.
 type DataTyper interface {
 	DataTypes() []string
 }
+
+// AnyDataType in a DataTyper's list means "any data type".
+const AnyDataType = "*"
 
 // StateReader is implemented by components that hold the latest event per
 // key, such as the ttl_cache processor. Sinks find it through

@@ -135,6 +135,8 @@ func NewPipeline(cfg *PipelineConfig, deps Deps) (*Pipeline, error) {
 			PipelineMetrics: p.reg,
 			Devices:         cfg.Devices,
 			Epoch:           deps.Epoch,
+			StatusAddr:      deps.StatusAddr,
+			PluginsDir:      deps.PluginsDir,
 			upstream:        upstreamOf(c, cfg),
 			resources:       p.resources,
 			http:            deps.Listeners,

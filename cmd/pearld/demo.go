@@ -31,6 +31,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	simPort := fs.Int("sim-port", 8101, "first port of the simulated devices (one port per device)")
 	tick := fs.Duration("tick", 2*time.Second, "how often the simulated devices change")
 	seed := fs.Int64("seed", 0, "seed of the simulation (0: a new one each run)")
+	pluginsDir := fs.String("plugins-dir", "bin/plugins", "directory of plugin binaries")
 	var lf logFlags
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -84,7 +85,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, LookupEnv: lookup, IsAdmin: adminCheck(secret)})
+	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, PluginsDir: *pluginsDir, LookupEnv: lookup, IsAdmin: adminCheck(secret)})
 	return serve(e, []string{file}, log, 10*time.Second, func() {
 		hub := hostURL(*listen)
 		fmt.Fprintf(stdout, `

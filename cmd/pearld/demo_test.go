@@ -130,7 +130,7 @@ func TestDemo(t *testing.T) {
 		}
 		c.send(map[string]any{"type": "unsubscribe", "dataType": "publisher_status", "device": "studio-a", "channel": "1"})
 		// The first poll may land in between: skip its update.
-		for c.next(5*time.Second)["type"] != "unsubscribed" {
+		for c.next(5 * time.Second)["type"] != "unsubscribed" {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

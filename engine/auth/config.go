@@ -23,11 +23,9 @@ const SecretEnv = "JWT_SECRET"
 // DefaultLeeway is the clock skew tolerated on exp, nbf and iat.
 const DefaultLeeway = 30 * time.Second
 
-// Config is how a component configures token verification. Its `toml`
-// tags are the keys components expose; since the pipeline loader copies
-// only a component's top-level fields, components declare these keys on
-// their own struct and build a Config in Init (see Config's fields for the
-// keys and defaults).
+// Config is how a component configures token verification. Components
+// embed it untagged, so its keys (below, with their defaults) sit directly
+// in the component's table, and build a Verifier from it in Init.
 type Config struct {
 	// JWTSecret is the shared secret of the HMAC algorithms. Default: the
 	// JWT_SECRET environment variable, read by NewVerifier. It must be at

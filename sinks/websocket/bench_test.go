@@ -28,7 +28,10 @@ func TestPublishAllocations(t *testing.T) {
 	e := event("device_health", "a", "", 1, `{"status":"online"}`)
 	allocs := testing.AllocsPerRun(100, func() {
 		f := eventFrame(typeDataUpdate, k.key, &e, false)
+		hs.hub.writeMu.Lock()
 		hs.hub.publish(&k, &e, f)
+		hs.hub.wakeWriters()
+		hs.hub.writeMu.Unlock()
 	})
 	if allocs > 4 {
 		t.Fatalf("%v allocations per event delivered to 1001 subscribers", allocs)

@@ -74,14 +74,25 @@ type client struct {
 	peerClose *websocket.CloseError
 }
 
-// enqueue queues f for the client. When the queue already holds
-// send_queue frames the client is too slow: its queue is dropped and it is
-// closed with 1013 so that it never holds back the others.
+// enqueue queues f for the client and wakes its writer. When the queue
+// already holds send_queue frames the client is too slow: its queue is
+// dropped and it is closed with 1013 so that it never holds back the
+// others.
 func (c *client) enqueue(f *frame) {
+	if wake, _ := c.push(f); wake {
+		c.signal()
+	}
+}
+
+// push is enqueue without the wake-up: it queues f and reports whether
+// the writer must be woken for it (the queue was empty, or the client was
+// just closed as too slow) and how many frames are queued. Hub.Write uses
+// it to wake each writer once per batch, after the whole batch is queued.
+func (c *client) push(f *frame) (wake bool, queued int) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return
+		return false, 0
 	}
 	if len(c.queue) >= c.h.SendQueue {
 		c.closing, c.code, c.reason = true, websocket.CloseTryAgainLater, reasonSlow
@@ -89,15 +100,12 @@ func (c *client) enqueue(f *frame) {
 		c.queue = c.queue[:0]
 		c.mu.Unlock()
 		c.h.metrics.slowDropped.Inc()
-		c.signal()
-		return
+		return true, 0
 	}
 	c.queue = append(c.queue, f)
-	first := len(c.queue) == 1
+	n := len(c.queue)
 	c.mu.Unlock()
-	if first {
-		c.signal()
-	}
+	return n == 1, n
 }
 
 // close asks the writer to send what is queued, then a close frame with

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pearld/pearld/engine"
 )
 
 // handle answers one client message. Only the reader goroutine calls it.
@@ -93,6 +95,37 @@ func (c *client) handleSubscribe(req *request) {
 		return
 	}
 	c.h.subscribe(c, &k, r)
+}
+
+// anyDataType in the result of an upstream source's DataTypes means the
+// source may emit any data type, such as the webhook source does: the hub
+// then accepts subscriptions to every well-formed data type. A source that
+// does not implement engine.DataTyper, or whose DataTypes returns nil,
+// declares nothing and is treated the same way; an empty, non-nil result
+// declares that the source emits no data type.
+const anyDataType = engine.AnyDataType
+
+// addUpstreamTypes makes the data types an upstream component declares
+// subscribable. Only Init calls it.
+func (h *Hub) addUpstreamTypes(u any) {
+	dt, ok := u.(engine.DataTyper)
+	if !ok {
+		if _, ok := u.(engine.Source); ok {
+			h.anyType = true
+		}
+		return
+	}
+	types := dt.DataTypes()
+	if types == nil {
+		h.anyType = true
+	}
+	for _, t := range types {
+		if t == anyDataType {
+			h.anyType = true
+			continue
+		}
+		h.types[t] = true
+	}
 }
 
 // knownType reports whether a data type may be subscribed to.

@@ -8,8 +8,18 @@
 // framed once by Write; its bytes are queued, by pointer, to every
 // subscriber. Each connection has one reader goroutine, which handles
 // client messages, and one writer goroutine, which merges everything
-// queued for its client into one network write. Queues are bounded: a
+// queued for its client into one network write. Write wakes the writers
+// once its whole batch is queued, so a batch (from the batch processor,
+// say) reaches a client that keeps up in one write, and a client that
+// connected with ?batch=1 as one `batch` frame. Queues are bounded: a
 // client that cannot keep up is closed, it never slows the others or
 // Write. The hub keeps the last events of each key so that a client that
 // reconnects resumes with `since` and misses nothing.
+//
+// A subscription must name a data type that something upstream produces:
+// the union of the upstream sources' engine.DataTyper declarations and the
+// types already written. A source that may emit any data type (the webhook
+// source) says so with "*" among its DataTypes; a source that declares
+// nothing (no DataTyper, or DataTypes returning nil) counts as such too.
+// Either makes the hub accept every well-formed data type.
 package websocket

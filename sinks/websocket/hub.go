@@ -42,22 +42,11 @@ type Hub struct {
 	// ["/", "/ws", "/ws/realtime"].
 	Paths []string `toml:"paths"`
 
-	// JWTSecret is the HMAC secret of HS256/HS384/HS512 tokens, at least
-	// 32 bytes for HS256. Default: the JWT_SECRET environment variable.
-	JWTSecret string `toml:"jwt_secret"`
-	// Algorithms are the token algorithms accepted. Default ["HS256"];
-	// allowed HS256, HS384, HS512, RS256, ES256, EdDSA.
-	Algorithms []string `toml:"algorithms"`
-	// PublicKeys are PEM files with the keys of RS256, ES256 and EdDSA.
-	// Default none.
-	PublicKeys []string `toml:"public_keys"`
-	// Issuer, when set, must be the tokens' `iss`. Default unchecked.
-	Issuer string `toml:"issuer"`
-	// Audience, when set, must be among the tokens' `aud`. Default
-	// unchecked.
-	Audience string `toml:"audience"`
-	// Leeway is the clock skew tolerated on token times. Default 30s.
-	Leeway engine.Duration `toml:"leeway"`
+	// Config holds the token settings, keys of the hub's own table:
+	// jwt_secret (default: the JWT_SECRET environment variable),
+	// algorithms (default ["HS256"]), public_keys, issuer, audience and
+	// leeway (default 30s). See auth.Config.
+	auth.Config
 
 	// SendQueue is how many frames may wait for one client. A client whose
 	// queue is full is too slow: it is closed with 1013 ("Send queue
@@ -107,7 +96,13 @@ type Hub struct {
 
 	typesMu sync.RWMutex
 	types   map[string]bool
-	anyType bool // some upstream source does not declare its data types
+	anyType bool // an upstream source does not limit its data types
+
+	// writeMu serialises Write; it guards wakes, the clients whose writers
+	// Write wakes when its batch is queued.
+	writeMu   sync.Mutex
+	wakes     []*client
+	wakeEarly int // queued frames past which publish wakes a writer at once
 
 	mu     sync.RWMutex
 	topics map[string]*topic
@@ -125,8 +120,7 @@ func New() *Hub {
 	return &Hub{
 		Listen:              ":3446",
 		Paths:               []string{"/", "/ws", "/ws/realtime"},
-		Algorithms:          []string{auth.HS256},
-		Leeway:              engine.Duration(auth.DefaultLeeway),
+		Config:              auth.DefaultConfig(),
 		SendQueue:           256,
 		MaxMessageSize:      2048,
 		MaxConnectionsPerIP: 25,
@@ -144,10 +138,7 @@ func (h *Hub) Init(env *engine.Env) error {
 	if err := h.validate(); err != nil {
 		return err
 	}
-	v, err := auth.NewVerifier(auth.Config{
-		JWTSecret: h.JWTSecret, Algorithms: h.Algorithms, PublicKeys: h.PublicKeys,
-		Issuer: h.Issuer, Audience: h.Audience, Leeway: h.Leeway,
-	})
+	v, err := auth.NewVerifier(h.Config)
 	if err != nil {
 		return err
 	}
@@ -159,14 +150,9 @@ func (h *Hub) Init(env *engine.Env) error {
 		if r, ok := u.(engine.StateReader); ok && h.state == nil {
 			h.state = r
 		}
-		if dt, ok := u.(engine.DataTyper); ok {
-			for _, t := range dt.DataTypes() {
-				h.types[t] = true
-			}
-		} else if _, ok := u.(engine.Source); ok {
-			h.anyType = true
-		}
+		h.addUpstreamTypes(u)
 	}
+	h.wakeEarly = max(1, h.SendQueue/2)
 	if h.metrics, err = newMetrics(env.Metrics); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -263,9 +249,17 @@ func (h *Hub) hardLimit() int { return max(16*h.MaxMessageSize, 64<<10) }
 func (h *Hub) pongWait() time.Duration { return 2 * h.PingInterval.D() }
 
 // Write queues each event, encoded once, to the clients subscribed to its
-// key, and records it for resume. It never waits for a client. An event
-// whose Data is not valid JSON is skipped and reported in the error.
+// key, and records it for resume. Each client's writer is woken once, when
+// the whole batch is queued, so that a client that keeps up gets the batch
+// in one network write (writes of more than 64 KiB are split), and a
+// client that asked for batch frames gets it as one `batch` frame; only a
+// client that gets more than half its send_queue from one batch is woken
+// before the end. Write never waits for a client. An event whose Data is
+// not valid JSON is skipped and reported in the error.
 func (h *Hub) Write(_ context.Context, batch []engine.Event) error {
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
+	defer h.wakeWriters()
 	var errs []error
 	for i := range batch {
 		e := &batch[i]

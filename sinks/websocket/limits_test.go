@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,7 +207,9 @@ func equalJSON(a, b any) bool {
 func TestSlowConsumerDropped(t *testing.T) {
 	hs := newHarness(t, func(h *Hub) {
 		h.SendQueue = 4
-		h.WriteTimeout = engine.Duration(500 * time.Millisecond)
+		// Long enough that the slow client's queue fills before a blocked
+		// write times out, however loaded the machine.
+		h.WriteTimeout = engine.Duration(2 * time.Second)
 	})
 	slow := hs.connect("")
 	fast := hs.connect("")
@@ -219,28 +222,37 @@ func TestSlowConsumerDropped(t *testing.T) {
 	// big events fill the slow client's socket buffers, then its queue.
 	data, _ := json.Marshal(map[string]string{"pad": strings.Repeat("x", 256<<10)})
 	const n = 200
-	received := make(chan int)
+	var count atomic.Int64
+	readerDone := make(chan struct{})
 	go func() {
-		count := 0
-		defer func() { received <- count }()
-		for count < n {
+		defer close(readerDone)
+		for count.Load() < n {
 			_ = fast.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			_, b, err := fast.c.ReadMessage()
 			if err != nil {
 				return
 			}
 			if strings.HasPrefix(string(b), `{"type":"data_update"`) {
-				count++
+				count.Add(1)
 			}
 		}
 	}()
 	for i := range n {
 		hs.write(event("device_health", "a", "", uint64(i+1), string(data)))
-		if i%8 == 7 {
-			time.Sleep(5 * time.Millisecond) // let the fast writer keep up
+		// Pace the writes on the fast client, so that only the slow one
+		// can fall behind, whatever the scheduler does.
+		for deadline := time.Now().Add(5 * time.Second); count.Load() < int64(i+1) && time.Now().Before(deadline); {
+			select {
+			case <-readerDone:
+				if got := count.Load(); got < int64(i+1) {
+					t.Fatalf("the fast client stopped after %d of %d events", got, n)
+				}
+			case <-time.After(time.Millisecond):
+			}
 		}
 	}
-	if got := <-received; got != n {
+	<-readerDone
+	if got := count.Load(); got != n {
 		t.Fatalf("the fast client received %d of %d events", got, n)
 	}
 	if d := hs.metric("slow"); d != 1 {

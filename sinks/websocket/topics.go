@@ -10,7 +10,7 @@ import (
 // events written for it (for resume) and the latest one (for new
 // subscribers when no upstream StateReader exists).
 //
-// Lock order: Hub.mu, then topic.mu, then client.mu.
+// Lock order: Hub.writeMu, then Hub.mu, then topic.mu, then client.mu.
 type topic struct {
 	key   string
 	parts engine.KeyParts
@@ -101,7 +101,10 @@ func (h *Hub) dropTopic(t *topic) {
 }
 
 // publish records an event's frame in its topic and queues it to every
-// subscriber. It never blocks on a client.
+// subscriber. It leaves waking their writers to wakeWriters, so that a
+// batch leaves in one write, except for a client that already has half its
+// send queue waiting. The caller holds h.writeMu. It never blocks on a
+// client.
 func (h *Hub) publish(k *subKey, e *engine.Event, f *frame) {
 	t := h.topic(k, true)
 	t.mu.Lock()
@@ -113,9 +116,24 @@ func (h *Hub) publish(k *subKey, e *engine.Event, f *frame) {
 	t.push(f, h.History)
 	t.latest, t.hasLast = *e, true
 	for _, s := range t.subs {
-		s.c.enqueue(f)
+		switch wake, n := s.c.push(f); {
+		case n >= h.wakeEarly:
+			s.c.signal()
+		case wake:
+			h.wakes = append(h.wakes, s.c)
+		}
 	}
 	t.mu.Unlock()
+}
+
+// wakeWriters wakes the writers of the clients publish queued frames to.
+// The caller holds h.writeMu.
+func (h *Hub) wakeWriters() {
+	for i, c := range h.wakes {
+		c.signal()
+		h.wakes[i] = nil
+	}
+	h.wakes = h.wakes[:0]
 }
 
 // subscribe adds c to the topic of k, or refreshes an existing
