@@ -7,14 +7,16 @@ BIN      := bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/pearld/pearld/engine.Version=$(VERSION)
 PKGS     := ./...
+SHIPPED_PLUGINS := ./plugins/stream_quality
 
-.PHONY: all build test demo lint fmt vet services clean
+.PHONY: all build test demo lint fmt vet services proto clean
 
 all: build
 
 build:
-	@mkdir -p $(BIN)
+	@mkdir -p $(BIN)/plugins
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/pearld ./cmd/pearl-sim
+	$(GO) build -o $(BIN)/plugins/ $(SHIPPED_PLUGINS)
 
 ## test: start what the tests need, check formatting and vet, run every test with -race.
 test: services lint
@@ -32,6 +34,10 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+
+## proto: regenerate sdk/proto from plugin.proto (installs protoc and the generators).
+proto:
+	./scripts/proto.sh
 
 services:
 	@./scripts/ensure-redis.sh

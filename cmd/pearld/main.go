@@ -19,8 +19,11 @@ import (
 
 	// Components register themselves in the engine's registry.
 	_ "github.com/pearld/pearld/engine/processors"
+	_ "github.com/pearld/pearld/plugins"
+	_ "github.com/pearld/pearld/sinks/restapi"
 	_ "github.com/pearld/pearld/sinks/websocket"
 	_ "github.com/pearld/pearld/sources/pearl"
+	_ "github.com/pearld/pearld/sources/webhook"
 )
 
 const usage = `pearld turns fleets of Epiphan Pearl encoders into live dashboards.
@@ -30,6 +33,7 @@ Usage:
   pearld validate PATH...                           check pipeline files; non-zero exit on any error
   pearld demo [--devices N] [--sim-port PORT]       a simulated fleet with pipelines/demo.toml
   pearld token --secret S --sub NAME [--perm P]...  mint a JWT for clients
+  pearld plugins [--plugins-dir DIR] [--json]       list plugins, their data types and options
   pearld version                                    print the version
 
 Run 'pearld COMMAND -h' for the flags of a command.
@@ -55,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(rest, stdout, stderr)
 	case "token":
 		err = cmdToken(rest, stdout, stderr)
+	case "plugins":
+		err = cmdPlugins(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "pearld %s\n", engine.Version)
 	case "help", "-h", "--help":
@@ -125,6 +131,7 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	config := fs.String("config", "pipelines/", "pipeline file or directory of *.toml files")
 	statusAddr := fs.String("status-addr", defaultStatusAddr(), "address of /health, /status, /metrics and /webhook/event (default from REALTIME_STATUS_PORT)")
 	grace := fs.Duration("shutdown-timeout", 15*time.Second, "how long a shutdown may take")
+	pluginsDir := fs.String("plugins-dir", "bin/plugins", "directory of plugin binaries")
 	var lf logFlags
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -138,7 +145,7 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, IsAdmin: statusAdmin()})
+	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, PluginsDir: *pluginsDir, IsAdmin: statusAdmin()})
 	return serve(e, files, log, *grace, nil)
 }
 
@@ -193,6 +200,7 @@ func defaultStatusAddr() string {
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", stderr)
 	statusAddr := fs.String("status-addr", defaultStatusAddr(), "address of the status listener the pipelines would run with")
+	pluginsDir := fs.String("plugins-dir", "bin/plugins", "directory of plugin binaries")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -208,7 +216,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		}
 		files = append(files, fl...)
 	}
-	e := engine.New(engine.Options{StatusAddr: *statusAddr})
+	e := engine.New(engine.Options{StatusAddr: *statusAddr, PluginsDir: *pluginsDir})
 	if err := e.Validate(files); err != nil {
 		n := strings.Count(err.Error(), "\n") + 1
 		fmt.Fprintln(stderr, err)
