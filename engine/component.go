@@ -2,12 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +55,17 @@ type Initializer interface {
 // Close may take.
 type Closer interface {
 	Close(ctx context.Context) error
+}
+
+// Rewirer is implemented by components that keep references to upstream
+// components found through Env.Upstream. When a reload keeps such a
+// component running but replaces components upstream of it, the engine
+// calls Rewire with the updated Env before events flow again. Rewire runs
+// while the component may be serving requests (a hub's clients stay
+// connected), so it must be safe for concurrent use. A component that
+// does not implement Rewirer is restarted instead.
+type Rewirer interface {
+	Rewire(env *Env) error
 }
 
 // Flusher is implemented by processors that hold events back, such as a
@@ -214,19 +227,66 @@ type Env struct {
 	// PluginsDir is where out-of-process plugins are looked up.
 	PluginsDir string
 
-	upstream  []any
-	resources *resources
-	http      *Listeners
+	upstream     []any
+	resources    *resources
+	http         mounter
+	usesDevices  atomic.Bool // the component asked for device resources
+	usesUpstream atomic.Bool // the component looked at its upstream components
+}
+
+func asMounter(l *Listeners) mounter {
+	if l == nil {
+		return nil
+	}
+	return l
+}
+
+// stagedMounts holds the mounts of a pipeline being prepared by a reload,
+// until the pipeline it replaces has stopped.
+type stagedMounts struct {
+	list []stagedMount
+}
+
+type stagedMount struct {
+	addr, pattern, owner string
+	h                    http.Handler
+}
+
+func (s *stagedMounts) Handle(addr, pattern string, h http.Handler, owner string) error {
+	s.list = append(s.list, stagedMount{addr, pattern, owner, h})
+	return nil
+}
+
+// commit mounts everything staged on l.
+func (s *stagedMounts) commit(l *Listeners) error {
+	var errs []error
+	for _, m := range s.list {
+		if err := l.Handle(m.addr, m.pattern, m.h, m.owner); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.list = nil
+	return errors.Join(errs...)
+}
+
+// mounter is where Env.Handle mounts: the engine's Listeners, or a staging
+// list while a reload prepares a pipeline.
+type mounter interface {
+	Handle(addr, pattern string, h http.Handler, owner string) error
 }
 
 // Upstream returns every component this one receives events from, directly
 // or through other components, nearest first.
-func (e *Env) Upstream() []any { return e.upstream }
+func (e *Env) Upstream() []any {
+	e.usesUpstream.Store(true)
+	return e.upstream
+}
 
 // Resource returns the pipeline-wide resource stored under key, creating it
 // with create on first use. It is how components share one client per
 // device. Resources that implement Closer are closed when the pipeline stops.
 func (e *Env) Resource(key string, create func() (any, error)) (any, error) {
+	e.usesDevices.Store(true)
 	return e.resources.get(key, create)
 }
 
@@ -243,6 +303,7 @@ func (e *Env) Handle(addr, pattern string, h http.Handler) error {
 // devices. "*" or an empty list selects all. A pattern that matches nothing
 // is an error naming it.
 func (e *Env) MatchDevices(patterns []string) ([]*Device, error) {
+	e.usesDevices.Store(true)
 	names := make([]string, 0, len(e.Devices))
 	for n := range e.Devices {
 		names = append(names, n)
@@ -341,6 +402,6 @@ func NewEnv(o EnvOptions) (*Env, func(context.Context)) {
 	return &Env{
 		Pipeline: o.Pipeline, Name: o.Name, Type: o.Type,
 		Logger: o.Logger, Metrics: o.Metrics, PipelineMetrics: o.Metrics, Devices: o.Devices, Epoch: o.Epoch, StatusAddr: o.StatusAddr, PluginsDir: o.PluginsDir,
-		upstream: o.Upstream, resources: r, http: o.Listeners,
+		upstream: o.Upstream, resources: r, http: asMounter(o.Listeners),
 	}, r.close
 }

@@ -2,12 +2,14 @@ package engine
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -28,6 +30,10 @@ type ComponentConfig struct {
 	Line int
 	// Value is the component itself, decoded from its table.
 	Value any
+	// Fingerprint identifies the table's content (after ${VAR} expansion):
+	// equal fingerprints mean equal configuration, so a reload keeps the
+	// component.
+	Fingerprint string
 }
 
 // PipelineConfig is one decoded and validated pipeline file.
@@ -36,6 +42,8 @@ type PipelineConfig struct {
 	File       string
 	Devices    map[string]*Device
 	Components []*ComponentConfig // topological order: every component after its inputs
+	// DevicesFingerprint identifies the [devices] tables' content.
+	DevicesFingerprint string
 }
 
 // Component returns the named component's config, or nil.
@@ -139,9 +147,10 @@ func Load(file string, src []byte, opts LoadOptions) (*PipelineConfig, error) {
 	}
 
 	p := &PipelineConfig{
-		Name:    strings.TrimSuffix(filepath.Base(file), filepath.Ext(file)),
-		File:    file,
-		Devices: map[string]*Device{},
+		Name:               PipelineName(file),
+		File:               file,
+		Devices:            map[string]*Device{},
+		DevicesFingerprint: fingerprint(raw.Devices),
 	}
 	byName := map[string]*ComponentConfig{}
 	var comps []*ComponentConfig
@@ -177,7 +186,7 @@ func Load(file string, src []byte, opts LoadOptions) (*PipelineConfig, error) {
 				fail(line, id, "%s type %q is broken: its factory returned %T, not a pointer to a struct", k.what, typ, v)
 				continue
 			}
-			c := &ComponentConfig{Kind: k.kind, Name: name, Type: typ, Line: line, Value: v, Buffer: defaultBuffer, WhenFull: whenFullBlock}
+			c := &ComponentConfig{Kind: k.kind, Name: name, Type: typ, Line: line, Value: v, Buffer: defaultBuffer, WhenFull: whenFullBlock, Fingerprint: fingerprint(k.items[name])}
 			byName[name] = c
 			comps = append(comps, c)
 		}
@@ -337,6 +346,22 @@ func collectExtra(err error, byName map[string]*ComponentConfig, wrappers map[st
 	return strict
 }
 
+// PipelineName is the name of the pipeline a file holds: its base name
+// without the extension.
+func PipelineName(file string) string {
+	return strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+}
+
+// fingerprint is a canonical form of a decoded TOML table (encoding/json
+// sorts map keys).
+func fingerprint(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("unencodable:%v", err)
+	}
+	return string(b)
+}
+
 func checkKind(c *ComponentConfig) error {
 	switch c.Kind {
 	case KindSource:
@@ -479,8 +504,17 @@ func newWrapper(c *ComponentConfig) *wrapper {
 	}
 	w := &wrapper{base: len(fields), target: reflect.ValueOf(c.Value).Elem()}
 	reserved := map[string]bool{"type": true, "inputs": true, "buffer": true, "when_full": true}
+	// Keys of embedded structs are promoted like Go promotes fields: a key
+	// declared nearer the component's own struct wins.
+	type candidate struct {
+		idx  []int
+		name string
+		f    reflect.StructField
+	}
+	var found []candidate
 	var walk func(t reflect.Type, path []int)
 	walk = func(t reflect.Type, path []int) {
+		var embedded []func()
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
@@ -488,7 +522,7 @@ func newWrapper(c *ComponentConfig) *wrapper {
 			// An untagged embedded struct shares its keys with the
 			// component's table, like a shared block of settings.
 			if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
-				walk(f.Type, idx)
+				embedded = append(embedded, func() { walk(f.Type, idx) })
 				continue
 			}
 			if f.Type == reflect.TypeFor[Extra]() {
@@ -498,16 +532,26 @@ func newWrapper(c *ComponentConfig) *wrapper {
 			if !f.IsExported() || name == "-" || reserved[name] {
 				continue
 			}
-			tag := f.Tag
 			if name == "" {
-				// Keep go-toml's default key for untagged fields: the Go name.
-				tag = reflect.StructTag(fmt.Sprintf(`toml:%q`, f.Name))
+				name = f.Name // go-toml's default key for untagged fields
 			}
-			fields = append(fields, reflect.StructField{Name: fmt.Sprintf("F%d", len(fields)), Type: f.Type, Tag: tag})
-			w.fields = append(w.fields, idx)
+			found = append(found, candidate{idx, name, f})
+		}
+		for _, e := range embedded {
+			e()
 		}
 	}
 	walk(w.target.Type(), nil)
+	slices.SortStableFunc(found, func(a, b candidate) int { return len(a.idx) - len(b.idx) })
+	seen := map[string]bool{}
+	for _, c := range found {
+		if seen[c.name] {
+			continue
+		}
+		seen[c.name] = true
+		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("F%d", len(fields)), Type: c.f.Type, Tag: reflect.StructTag(fmt.Sprintf(`toml:%q`, c.name))})
+		w.fields = append(w.fields, c.idx)
+	}
 	w.typ = reflect.StructOf(fields)
 	w.val = reflect.New(w.typ).Elem()
 	for j, idx := range w.fields {

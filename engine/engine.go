@@ -43,11 +43,13 @@ type Engine struct {
 	log       *slog.Logger
 	reg       *prometheus.Registry
 	metrics   *engineMetrics
+	refs      collectorRefs
 	listeners *Listeners
 	epoch     int64
 	seq       atomic.Uint64
 	started   time.Time
 
+	reloadMu   sync.Mutex // serialises Reload
 	mu         sync.Mutex
 	pipelines  map[string]*Pipeline
 	loadErrors []error
@@ -137,6 +139,7 @@ func (e *Engine) newPipeline(cfg *PipelineConfig, l *Listeners, reg prometheus.R
 	deps := Deps{Logger: e.log, Metrics: reg, Listeners: l, Epoch: e.epoch, Seq: &e.seq, StatusAddr: e.opts.StatusAddr, PluginsDir: e.opts.PluginsDir}
 	if reg == prometheus.Registerer(e.reg) {
 		deps.engineMetrics = e.metrics
+		deps.refs = &e.refs
 	}
 	return NewPipeline(cfg, deps)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,18 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 	return m
 }
 
+// forgetComponent removes one component's series.
+func (m *engineMetrics) forgetComponent(pipeline, component string) {
+	l := prometheus.Labels{"pipeline": pipeline, "component": component}
+	m.received.DeletePartialMatch(l)
+	m.sent.DeletePartialMatch(l)
+	m.dropped.DeletePartialMatch(l)
+	m.errors.DeletePartialMatch(l)
+	m.restarts.DeletePartialMatch(l)
+	m.queued.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+}
+
 // forget removes a pipeline's series, so a stopped pipeline does not
 // report stale values.
 func (m *engineMetrics) forget(pipeline string) {
@@ -70,23 +83,64 @@ func (m *engineMetrics) forget(pipeline string) {
 	m.duration.DeletePartialMatch(l)
 }
 
-// trackingRegisterer remembers what a component registered so the engine
-// can unregister it when the pipeline stops (and a reload can register it
-// again).
+// collectorRefs counts the users of each registered collector. A reload
+// may hand a component's metrics to its replacement (which adopts them
+// through prometheus.AlreadyRegisteredError); the collector is unregistered
+// only when its last user is gone.
+type collectorRefs struct {
+	mu   sync.Mutex
+	refs map[prometheus.Collector]int
+}
+
+func (r *collectorRefs) add(c prometheus.Collector) {
+	r.mu.Lock()
+	if r.refs == nil {
+		r.refs = map[prometheus.Collector]int{}
+	}
+	r.refs[c]++
+	r.mu.Unlock()
+}
+
+// release drops one use and reports whether it was the last.
+func (r *collectorRefs) release(c prometheus.Collector) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refs[c]--
+	if r.refs[c] > 0 {
+		return false
+	}
+	delete(r.refs, c)
+	return true
+}
+
+// trackingRegisterer remembers what a component registered or adopted so
+// the engine can unregister it when the component stops for good.
 type trackingRegisterer struct {
 	inner prometheus.Registerer
+	refs  *collectorRefs
 	mu    sync.Mutex
 	cs    []prometheus.Collector
 }
 
+func newTrackingRegisterer(inner prometheus.Registerer, refs *collectorRefs) *trackingRegisterer {
+	return &trackingRegisterer{inner: inner, refs: refs}
+}
+
 func (t *trackingRegisterer) Register(c prometheus.Collector) error {
-	if err := t.inner.Register(c); err != nil {
-		return err
+	err := t.inner.Register(c)
+	used := c
+	if err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
+		}
+		used = are.ExistingCollector
 	}
+	t.refs.add(used)
 	t.mu.Lock()
-	t.cs = append(t.cs, c)
+	t.cs = append(t.cs, used)
 	t.mu.Unlock()
-	return nil
+	return err
 }
 
 func (t *trackingRegisterer) MustRegister(cs ...prometheus.Collector) {
@@ -99,13 +153,18 @@ func (t *trackingRegisterer) MustRegister(cs ...prometheus.Collector) {
 
 func (t *trackingRegisterer) Unregister(c prometheus.Collector) bool {
 	t.mu.Lock()
+	found := false
 	for i, x := range t.cs {
 		if x == c {
 			t.cs = append(t.cs[:i], t.cs[i+1:]...)
+			found = true
 			break
 		}
 	}
 	t.mu.Unlock()
+	if found && !t.refs.release(c) {
+		return true
+	}
 	return t.inner.Unregister(c)
 }
 
@@ -115,7 +174,9 @@ func (t *trackingRegisterer) unregisterAll() {
 	t.cs = nil
 	t.mu.Unlock()
 	for _, c := range cs {
-		t.inner.Unregister(c)
+		if t.refs.release(c) {
+			t.inner.Unregister(c)
+		}
 	}
 }
 
@@ -125,4 +186,21 @@ func counterValue(c prometheus.Counter) uint64 {
 		return 0
 	}
 	return uint64(m.Counter.GetValue())
+}
+
+// RegisterCollector registers c, or returns the equal collector already
+// registered: after a reload a component's replacement adopts the metrics
+// of the component it replaces, so its counters continue.
+func RegisterCollector[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
 }

@@ -38,6 +38,12 @@ type Pipeline struct {
 	metrics   *engineMetrics
 	seq       *atomic.Uint64
 
+	deps            Deps
+	staged          *stagedMounts // mounts of a reload, committed once the old pipeline stopped
+	sharesResources bool          // resources and pipeline metrics are the previous pipeline's
+	resourcesTaken  bool          // a reload's new pipeline took over resources and pipeline metrics
+	committed       bool          // the staged mounts are live
+
 	stopSources context.CancelFunc
 	hardCancel  context.CancelFunc
 	done        chan struct{}
@@ -45,14 +51,18 @@ type Pipeline struct {
 }
 
 type node struct {
-	p      *Pipeline
-	cfg    *ComponentConfig
-	env    *Env
-	reg    *trackingRegisterer
-	in     chan []Event
-	outs   []*node
-	ups    atomic.Int32 // upstreams still running; in closes at zero
-	labels prometheus.Labels
+	p    *Pipeline
+	cfg  *ComponentConfig
+	env  *Env
+	reg  *trackingRegisterer
+	in   chan []Event
+	outs []*node
+	ups  atomic.Int32 // upstreams still running; in closes at zero
+	// taken: the component was taken over from the previous pipeline by a
+	// reload. handedOver: a reload's new pipeline took this component over,
+	// so stopping this pipeline must not close it.
+	taken, handedOver bool
+	labels            prometheus.Labels
 
 	received, sent, dropped, errs, restarts prometheus.Counter
 	queued                                  prometheus.Gauge
@@ -78,12 +88,22 @@ type Deps struct {
 	Seq *atomic.Uint64
 
 	engineMetrics *engineMetrics
+	refs          *collectorRefs
 }
 
 // NewPipeline initialises every component of cfg in topological order. It
 // does not start anything; on error nothing of the pipeline remains
 // registered.
 func NewPipeline(cfg *PipelineConfig, deps Deps) (*Pipeline, error) {
+	return buildPipeline(cfg, deps, nil, nil)
+}
+
+// buildPipeline builds and initialises a pipeline. With prev, it prepares
+// prev's replacement for a reload: the components named in keep are taken
+// over from prev (instance, state, metrics) instead of being initialised
+// again, mounts are staged until prev has stopped, and prev's resources are
+// shared when the devices did not change.
+func buildPipeline(cfg *PipelineConfig, deps Deps, prev *Pipeline, keep map[string]bool) (*Pipeline, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -96,15 +116,28 @@ func NewPipeline(cfg *PipelineConfig, deps Deps) (*Pipeline, error) {
 	if deps.Seq == nil {
 		deps.Seq = new(atomic.Uint64)
 	}
+	if deps.refs == nil {
+		deps.refs = &collectorRefs{}
+	}
 	p := &Pipeline{
 		cfg:       cfg,
+		deps:      deps,
 		log:       deps.Logger.With("pipeline", cfg.Name),
 		resources: &resources{},
-		reg:       &trackingRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": cfg.Name}, deps.Metrics)},
+		reg:       newTrackingRegisterer(prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": cfg.Name}, deps.Metrics), deps.refs),
 		listeners: deps.Listeners,
 		metrics:   deps.engineMetrics,
 		seq:       deps.Seq,
 		done:      make(chan struct{}),
+	}
+	mount := asMounter(deps.Listeners)
+	if prev != nil {
+		p.staged = &stagedMounts{}
+		mount = p.staged
+		if prev.cfg.DevicesFingerprint == cfg.DevicesFingerprint {
+			p.resources, p.reg = prev.resources, prev.reg
+			p.sharesResources = true
+		}
 	}
 	byName := map[string]*node{}
 	for _, c := range cfg.Components {
@@ -125,7 +158,14 @@ func NewPipeline(cfg *PipelineConfig, deps Deps) (*Pipeline, error) {
 				byName[in].outs = append(byName[in].outs, n)
 			}
 		}
-		n.reg = &trackingRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": cfg.Name, "component": c.Name}, deps.Metrics)}
+		n.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": cfg.Name, "component": c.Name}, deps.Metrics), deps.refs)
+		var old *node
+		if keep[c.Name] {
+			old = prev.node(c.Name)
+			c.Value = old.cfg.Value
+			n.reg = old.reg
+			n.taken = true
+		}
 		n.env = &Env{
 			Pipeline:        cfg.Name,
 			Name:            c.Name,
@@ -139,20 +179,46 @@ func NewPipeline(cfg *PipelineConfig, deps Deps) (*Pipeline, error) {
 			PluginsDir:      deps.PluginsDir,
 			upstream:        upstreamOf(c, cfg),
 			resources:       p.resources,
-			http:            deps.Listeners,
+			http:            mount,
+		}
+		if old != nil {
+			n.env.usesDevices.Store(old.env.usesDevices.Load())
+			n.env.usesUpstream.Store(old.env.usesUpstream.Load())
 		}
 		byName[c.Name] = n
 		p.nodes = append(p.nodes, n)
 	}
 	for _, n := range p.nodes {
-		if in, ok := n.cfg.Value.(Initializer); ok {
-			if err := in.Init(n.env); err != nil {
-				p.release(context.Background())
-				return nil, &ConfigError{File: cfg.File, Line: errorLine(n.cfg, err), Component: string(n.cfg.Kind) + "." + n.cfg.Name, Msg: err.Error()}
+		var err error
+		switch c := n.cfg.Value.(type) {
+		case Rewirer:
+			if n.taken {
+				err = c.Rewire(n.env)
+				break
 			}
+			if in, ok := c.(Initializer); ok {
+				err = in.Init(n.env)
+			}
+		case Initializer:
+			if !n.taken {
+				err = c.Init(n.env)
+			}
+		}
+		if err != nil {
+			p.release(context.Background())
+			return nil, &ConfigError{File: cfg.File, Line: errorLine(n.cfg, err), Component: string(n.cfg.Kind) + "." + n.cfg.Name, Msg: err.Error()}
 		}
 	}
 	return p, nil
+}
+
+func (p *Pipeline) node(name string) *node {
+	for _, n := range p.nodes {
+		if n.cfg.Name == name {
+			return n
+		}
+	}
+	return nil
 }
 
 // errorLine is the line an Init error is reported at: the key's, for a
@@ -176,7 +242,18 @@ func errorLine(c *ComponentConfig, err error) int {
 // upstreamOf lists the values of every component c reads from, directly or
 // not, nearest first.
 func upstreamOf(c *ComponentConfig, cfg *PipelineConfig) []any {
-	var out []any
+	names := upstreamWalk(c, cfg)
+	out := make([]any, len(names))
+	for i, n := range names {
+		out[i] = cfg.Component(n).Value
+	}
+	return out
+}
+
+// upstreamWalk lists the names of every component c reads from, directly
+// or not, nearest first.
+func upstreamWalk(c *ComponentConfig, cfg *PipelineConfig) []string {
+	var out []string
 	seen := map[string]bool{}
 	queue := append([]string{}, c.Inputs...)
 	for len(queue) > 0 {
@@ -186,9 +263,8 @@ func upstreamOf(c *ComponentConfig, cfg *PipelineConfig) []any {
 			continue
 		}
 		seen[name] = true
-		up := cfg.Component(name)
-		out = append(out, up.Value)
-		queue = append(queue, up.Inputs...)
+		out = append(out, name)
+		queue = append(queue, cfg.Component(name).Inputs...)
 	}
 	return out
 }
@@ -255,15 +331,25 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 func (p *Pipeline) Done() <-chan struct{} { return p.done }
 
 func (p *Pipeline) release(ctx context.Context) {
+	// A reload's replacement that never ran: the pipeline it was to
+	// replace still owns the names, routes, series and shared resources.
+	unborn := p.staged != nil && !p.committed
 	for _, n := range p.nodes {
-		if p.listeners != nil {
-			p.listeners.RemoveOwner(p.cfg.Name + "/" + n.cfg.Name)
+		if n.handedOver || (unborn && n.taken) {
+			continue
+		}
+		if !unborn {
+			if p.listeners != nil {
+				p.listeners.RemoveOwner(p.cfg.Name + "/" + n.cfg.Name)
+			}
+			p.metrics.forgetComponent(p.cfg.Name, n.cfg.Name)
 		}
 		n.reg.unregisterAll()
 	}
-	p.resources.close(ctx)
-	p.reg.unregisterAll()
-	p.metrics.forget(p.cfg.Name)
+	if !(unborn && p.sharesResources) && !p.resourcesTaken {
+		p.resources.close(ctx)
+		p.reg.unregisterAll()
+	}
 }
 
 func (n *node) setState(s string, err error) {
@@ -473,7 +559,7 @@ func (n *node) forward(ctx context.Context, batch []Event) {
 
 // finish closes the component and tells its downstreams one input is done.
 func (n *node) finish(ctx context.Context) {
-	if c, ok := n.cfg.Value.(Closer); ok {
+	if c, ok := n.cfg.Value.(Closer); ok && !n.handedOver {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		stop := context.AfterFunc(ctx, cancel)
 		if err := c.Close(cctx); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pearld/pearld/engine"
 	pb "github.com/pearld/pearld/sdk/proto"
 )
 
@@ -255,10 +256,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Events of a plugin dropped because their data type or device was not the plugin's to emit.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.starts, m.up, m.polls, m.duration, m.output, m.rejected} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering plugin metrics: %w", err)
+	// Adopt the collectors of a replaced source after a reload.
+	var errs []error
+	adopt := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
 		}
+	}
+	var err error
+	m.starts, err = engine.RegisterCollector(reg, m.starts)
+	adopt(err)
+	m.up, err = engine.RegisterCollector(reg, m.up)
+	adopt(err)
+	m.polls, err = engine.RegisterCollector(reg, m.polls)
+	adopt(err)
+	m.duration, err = engine.RegisterCollector(reg, m.duration)
+	adopt(err)
+	m.output, err = engine.RegisterCollector(reg, m.output)
+	adopt(err)
+	m.rejected, err = engine.RegisterCollector(reg, m.rejected)
+	adopt(err)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("registering plugin metrics: %w", errors.Join(errs...))
 	}
 	return m, nil
 }

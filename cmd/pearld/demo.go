@@ -86,7 +86,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, PluginsDir: *pluginsDir, LookupEnv: lookup, IsAdmin: adminCheck(secret)})
-	return serve(e, []string{file}, log, 10*time.Second, func() {
+	return serve(e, log, runOptions{files: func() ([]string, error) { return []string{file}, nil }, grace: 10 * time.Second, ready: func() {
 		hub := hostURL(*listen)
 		fmt.Fprintf(stdout, `
 pearld demo is running: %d simulated Pearl encoders (%s).
@@ -102,7 +102,7 @@ then send
 
 Stop with Ctrl-C.
 `, len(demoDevices), strings.Join(demoDevices, ", "), hub, hostURL(*statusAddr), token, hub, token, demoDevices[0])
-	})
+	}})
 }
 
 // demoPipeline returns the demo pipeline's path: the file when it exists,

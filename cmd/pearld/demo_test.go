@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"syscall"
@@ -65,10 +64,7 @@ func freeRange(t *testing.T, n int) int {
 // printed instructions: connect with the token, subscribe to a demo device
 // and see subscribed, cached_data and then live data_update frames.
 func TestDemo(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "pearld")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building pearld: %v\n%s", err, out)
-	}
+	bin := pearldBinary(t)
 	ports := freePorts(t, 2)
 	sim := freeRange(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -29,7 +29,7 @@ import (
 const usage = `pearld turns fleets of Epiphan Pearl encoders into live dashboards.
 
 Usage:
-  pearld run [--config PATH] [--status-addr ADDR]   run the pipelines of a file or directory
+  pearld run [--config PATH] [--status-addr ADDR]   run the pipelines of a file or directory (SIGHUP reloads)
   pearld validate PATH...                           check pipeline files; non-zero exit on any error
   pearld demo [--devices N] [--sim-port PORT]       a simulated fleet with pipelines/demo.toml
   pearld token --secret S --sub NAME [--perm P]...  mint a JWT for clients
@@ -132,6 +132,7 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	statusAddr := fs.String("status-addr", defaultStatusAddr(), "address of /health, /status, /metrics and /webhook/event (default from REALTIME_STATUS_PORT)")
 	grace := fs.Duration("shutdown-timeout", 15*time.Second, "how long a shutdown may take")
 	pluginsDir := fs.String("plugins-dir", "bin/plugins", "directory of plugin binaries")
+	watch := fs.Duration("watch", 0, "also reload when pipeline files change, checking at this period (e.g. 2s); SIGHUP always reloads")
 	var lf logFlags
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -141,23 +142,42 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	files, err := engine.PipelineFiles(*config)
-	if err != nil {
-		return err
-	}
 	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, PluginsDir: *pluginsDir, IsAdmin: statusAdmin()})
-	return serve(e, files, log, *grace, nil)
+	return serve(e, log, runOptions{
+		files: func() ([]string, error) { return engine.PipelineFiles(*config) },
+		grace: *grace,
+		watch: *watch,
+	})
 }
 
-// serve starts the engine and blocks until SIGINT or SIGTERM, then stops
-// it within grace. ready, when set, runs once the pipelines are up.
-func serve(e *engine.Engine, files []string, log *slog.Logger, grace time.Duration, ready func()) error {
+// runOptions say how serve runs the engine.
+type runOptions struct {
+	// files lists the pipeline files; called at start and on every reload,
+	// so files added to a directory are picked up.
+	files func() ([]string, error)
+	// grace bounds a shutdown.
+	grace time.Duration
+	// watch, when positive, reloads when the files change, checked at that
+	// period; SIGHUP always reloads.
+	watch time.Duration
+	// ready, when set, runs once the pipelines are up.
+	ready func()
+}
+
+// serve starts the engine, reloads on SIGHUP (and file changes when
+// watching), and blocks until SIGINT or SIGTERM, then stops it within the
+// grace period.
+func serve(e *engine.Engine, log *slog.Logger, o runOptions) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	files, err := o.files()
+	if err != nil {
+		return err
+	}
 	if err := e.Start(files); err != nil {
 		if len(e.Status(false).Pipelines) == 0 {
 			return err
@@ -167,25 +187,66 @@ func serve(e *engine.Engine, files []string, log *slog.Logger, grace time.Durati
 			log.Error("pipeline not started", "err", line)
 		}
 	}
-	if ready != nil {
-		ready()
+	if o.ready != nil {
+		o.ready()
+	}
+	var tick <-chan time.Time
+	var seen string
+	if o.watch > 0 {
+		t := time.NewTicker(o.watch)
+		defer t.Stop()
+		tick = t.C
+		seen = filesState(files)
+	}
+	reload := func(why string) {
+		files, err := o.files()
+		if err == nil {
+			seen = filesState(files)
+			err = e.Reload(files)
+		}
+		if err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				log.Error("reload: kept the running version", "trigger", why, "err", line)
+			}
+			return
+		}
+		log.Info("reloaded pipelines", "trigger", why, "files", len(files))
 	}
 	for running := true; running; {
 		select {
 		case <-hup:
-			log.Warn("SIGHUP received: reloading pipelines is not supported by this version; restart pearld to apply changes")
+			reload("SIGHUP")
+		case <-tick:
+			if files, err := o.files(); err == nil && filesState(files) != seen {
+				reload("file change")
+			}
 		case <-ctx.Done():
 			running = false
 		}
 	}
-	log.Info("shutting down", "timeout", grace)
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	log.Info("shutting down", "timeout", o.grace)
+	sctx, cancel := context.WithTimeout(context.Background(), o.grace)
 	defer cancel()
 	if err := e.Stop(sctx); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// filesState summarises the names, sizes and modification times of files,
+// to notice a change.
+func filesState(files []string) string {
+	var b strings.Builder
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, st.Size(), st.ModTime().UnixNano())
+	}
+	return b.String()
 }
 
 // defaultStatusAddr is ":3447", or the port of REALTIME_STATUS_PORT, the

@@ -26,6 +26,7 @@ var (
 	_ engine.Sink        = (*API)(nil)
 	_ engine.Initializer = (*API)(nil)
 	_ engine.Closer      = (*API)(nil)
+	_ engine.Rewirer     = (*API)(nil)
 )
 
 // Limits of the configuration.
@@ -139,15 +140,7 @@ func (a *API) Init(env *engine.Env) error {
 		}
 		a.clients[name] = c
 	}
-	for _, u := range env.Upstream() {
-		if r, ok := u.(engine.StateReader); ok {
-			a.upstream = r
-			break
-		}
-	}
-	if a.upstream == nil {
-		a.latest = map[string]engine.Event{}
-	}
+	a.useUpstream(env)
 	a.closing, a.cancel = context.WithCancel(context.Background())
 	for _, rt := range a.routes() {
 		if err := env.Handle(a.Listen, rt.pattern, rt); err != nil {
@@ -233,12 +226,15 @@ func (a *API) Write(_ context.Context, batch []engine.Event) error {
 // keeps state itself: publisher_status of the pipeline's devices only, so
 // that the map stays as small as devices times channels.
 func (a *API) keepLatest(e *engine.Event) {
-	if a.latest == nil || e.Type != TypePublisherStatus || a.devices[e.Device] == nil || len(e.Data) == 0 {
+	if e.Type != TypePublisherStatus || a.devices[e.Device] == nil || len(e.Data) == 0 {
 		return
 	}
 	k := e.Key()
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
+	if a.latest == nil {
+		return
+	}
 	if old, ok := a.latest[k]; !ok || old.Seq <= e.Seq {
 		a.latest[k] = *e
 	}
@@ -247,13 +243,39 @@ func (a *API) keepLatest(e *engine.Event) {
 // latestState returns the latest event of key: from the upstream cache
 // when the pipeline has one, from the sink's own memory otherwise.
 func (a *API) latestState(key string) (engine.Event, bool) {
-	if a.upstream != nil {
-		return a.upstream.Latest(key)
-	}
 	a.stateMu.RLock()
-	defer a.stateMu.RUnlock()
+	up := a.upstream
 	e, ok := a.latest[key]
+	a.stateMu.RUnlock()
+	if up != nil {
+		return up.Latest(key)
+	}
 	return e, ok
+}
+
+// useUpstream reads latest state from the first upstream cache, or keeps
+// it itself when there is none.
+func (a *API) useUpstream(env *engine.Env) {
+	var up engine.StateReader
+	for _, u := range env.Upstream() {
+		if r, ok := u.(engine.StateReader); ok {
+			up = r
+			break
+		}
+	}
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	a.upstream = up
+	if up == nil && a.latest == nil {
+		a.latest = map[string]engine.Event{}
+	}
+}
+
+// Rewire follows a reload that replaced components upstream of the sink:
+// latest state is read from the new cache. Stored events are kept.
+func (a *API) Rewire(env *engine.Env) error {
+	a.useUpstream(env)
+	return nil
 }
 
 // Close cancels the control calls in flight, which then answer 503, so

@@ -146,12 +146,7 @@ func (h *Hub) Init(env *engine.Env) error {
 	h.log = env.Logger
 	h.epoch = env.Epoch
 	h.types = map[string]bool{}
-	for _, u := range env.Upstream() {
-		if r, ok := u.(engine.StateReader); ok && h.state == nil {
-			h.state = r
-		}
-		h.addUpstreamTypes(u)
-	}
+	h.useUpstream(env)
 	h.wakeEarly = max(1, h.SendQueue/2)
 	if h.metrics, err = newMetrics(env.Metrics); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
@@ -255,7 +250,8 @@ func (h *Hub) pongWait() time.Duration { return 2 * h.PingInterval.D() }
 // client that asked for batch frames gets it as one `batch` frame; only a
 // client that gets more than half its send_queue from one batch is woken
 // before the end. Write never waits for a client. An event whose Data is
-// not valid JSON is skipped and reported in the error.
+// not valid JSON, or whose device or channel id holds ':' (its key would
+// be another's, see checkKeyParts), is skipped and reported in the error.
 func (h *Hub) Write(_ context.Context, batch []engine.Event) error {
 	h.writeMu.Lock()
 	defer h.writeMu.Unlock()
@@ -269,6 +265,10 @@ func (h *Hub) Write(_ context.Context, batch []engine.Event) error {
 		}
 		if e.Type == "" || e.Device == "" {
 			errs = append(errs, fmt.Errorf("writing event seq %d: missing type or device", e.Seq))
+			continue
+		}
+		if err := checkKeyParts(e.Device, e.Channel); err != nil {
+			errs = append(errs, fmt.Errorf("writing event %s seq %d: %w", e.Key(), e.Seq, err))
 			continue
 		}
 		k := subKey{KeyParts: engine.KeyParts{Type: e.Type, Device: e.Device, Channel: e.Channel, Publisher: e.Publisher}, key: e.Key()}

@@ -96,8 +96,28 @@ func parseKey(req *request) (subKey, error) {
 	if k.Publisher, err = idField(req.PublisherID, "publisherId"); err != nil {
 		return k, err
 	}
+	if err := checkKeyParts(k.Device, k.Channel); err != nil {
+		return k, err
+	}
 	k.key = engine.MakeKey(k.Type, k.Device, k.Channel, k.Publisher)
 	return k, nil
+}
+
+// checkKeyParts refuses a device or channel id holding ':', the separator
+// of a key's parts: with it, two different (device, channel, publisher)
+// triples make the same key - device "10.0.0.5" channel "80" publisher "1"
+// and device "10.0.0.5:80" channel "1" both make
+// publisher_status:10.0.0.5:80:1 - and a token allowed one device would
+// get another's events. A publisher id is the key's last part and may
+// hold ':'.
+func checkKeyParts(device, channel string) error {
+	switch {
+	case strings.IndexByte(device, ':') >= 0:
+		return fmt.Errorf("device %q: ':' separates the parts of a key and cannot be in a device id", device)
+	case strings.IndexByte(channel, ':') >= 0:
+		return fmt.Errorf("channel %q: ':' separates the parts of a key and cannot be in a channel id", channel)
+	}
+	return nil
 }
 
 func orNull(raw json.RawMessage) json.RawMessage {

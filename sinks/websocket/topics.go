@@ -206,9 +206,10 @@ func (h *Hub) unsubscribe(s *subscription) {
 func (h *Hub) cachedFrame(t *topic, k *subKey, recovered bool) *frame {
 	var e engine.Event
 	var ok bool
+	state := h.stateReader()
 	switch {
-	case h.state != nil:
-		e, ok = h.state.Latest(k.key)
+	case state != nil:
+		e, ok = state.Latest(k.key)
 	case t != nil:
 		e, ok = t.latest, t.hasLast
 	}
@@ -235,8 +236,8 @@ func (h *Hub) streams(c *client) map[string]streamInfo {
 		}
 	}
 	h.mu.RUnlock()
-	if h.state != nil {
-		for _, key := range h.state.Keys() {
+	if state := h.stateReader(); state != nil {
+		for _, key := range state.Keys() {
 			if _, seen := out[key]; seen {
 				continue
 			}
