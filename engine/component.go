@@ -57,6 +57,25 @@ type Closer interface {
 	Close(ctx context.Context) error
 }
 
+// Sequencer is implemented by sources whose events carry their own Seq,
+// such as a Redis stream that several pearld instances read: every
+// instance must give an event the same Seq so that a client can resume on
+// any of them. The runner keeps the Seq such a source sets (it assigns one
+// only where Seq is 0). SeqEpoch names the sequence space; sinks that
+// report an epoch to clients use it instead of Env.Epoch.
+type Sequencer interface {
+	SeqEpoch() int64
+}
+
+// Replayer is implemented by components that can return past events of a
+// key beyond what a sink keeps in memory (an event log). Replay returns
+// the events of key with Seq greater than since, oldest first, at most
+// max; ok is false when events after since may be missing from the log
+// (it was trimmed), so the caller cannot promise a complete replay.
+type Replayer interface {
+	Replay(ctx context.Context, key string, since uint64, max int) (events []Event, ok bool, err error)
+}
+
 // Rewirer is implemented by components that keep references to upstream
 // components found through Env.Upstream. When a reload keeps such a
 // component running but replaces components upstream of it, the engine

@@ -365,11 +365,14 @@ func (n *node) setState(s string, err error) {
 func (n *node) runSource(ctx, hard context.Context) {
 	src := n.cfg.Value.(Source)
 	log := n.env.Logger
+	_, ownSeq := src.(Sequencer)
 	emit := func(e Event) {
 		if e.Time.IsZero() {
 			e.Time = time.Now()
 		}
-		e.Seq = n.p.seq.Add(1)
+		if !ownSeq || e.Seq == 0 {
+			e.Seq = n.p.seq.Add(1)
+		}
 		n.sent.Inc()
 		n.forward(ctx, []Event{e})
 	}
