@@ -9,7 +9,7 @@ LDFLAGS  := -X github.com/pearld/pearld/engine.Version=$(VERSION)
 PKGS     := ./...
 SHIPPED_PLUGINS := ./plugins/stream_quality
 
-.PHONY: all build test demo lint fmt vet services proto clean
+.PHONY: all build test demo lint fmt vet services browsers js proto clean
 
 all: build
 
@@ -18,8 +18,9 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/pearld ./cmd/pearl-sim
 	$(GO) build -o $(BIN)/plugins/ $(SHIPPED_PLUGINS)
 
-## test: start what the tests need, check formatting and vet, run every test with -race.
-test: services lint
+## test: start what the tests need, check formatting and vet, build and test the
+## browser client, run every Go test with -race (Chromium tests included).
+test: services browsers lint js
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## demo: a simulated fleet, the shipped demo pipeline, a ready token.
@@ -38,6 +39,13 @@ vet:
 ## proto: regenerate sdk/proto from plugin.proto (installs protoc and the generators).
 proto:
 	./scripts/proto.sh
+
+## js: build and test the browser client (sdk/js); fails when dist/ is stale.
+js:
+	./scripts/js.sh
+
+browsers:
+	@./scripts/ensure-chromium.sh
 
 services:
 	@./scripts/ensure-redis.sh

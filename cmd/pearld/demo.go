@@ -86,11 +86,12 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, PluginsDir: *pluginsDir, LookupEnv: lookup, IsAdmin: adminCheck(secret)})
-	return serve(e, log, runOptions{files: func() ([]string, error) { return []string{file}, nil }, grace: 10 * time.Second, ready: func() {
+	return serve(e, log, runOptions{files: func() ([]string, error) { return []string{file}, nil }, grace: 10 * time.Second, statusAddr: *statusAddr, ready: func() {
 		hub := hostURL(*listen)
 		fmt.Fprintf(stdout, `
 pearld demo is running: %d simulated Pearl encoders (%s).
 
+  Dashboard   http://%s/#token=%s
   WebSocket   ws://%s/   (also /ws and /ws/realtime)
   Status      http://%s/status   /health   /metrics
   Token       %s
@@ -101,7 +102,7 @@ then send
   {"type":"subscribe","dataType":"publisher_status","device":"%s","channel":"1"}
 
 Stop with Ctrl-C.
-`, len(demoDevices), strings.Join(demoDevices, ", "), hub, hostURL(*statusAddr), token, hub, token, demoDevices[0])
+`, len(demoDevices), strings.Join(demoDevices, ", "), hostURL(*statusAddr), token, hub, hostURL(*statusAddr), token, hub, token, demoDevices[0])
 	}})
 }
 

@@ -20,9 +20,11 @@ import (
 	// Components register themselves in the engine's registry.
 	_ "github.com/pearld/pearld/engine/processors"
 	_ "github.com/pearld/pearld/plugins"
+	_ "github.com/pearld/pearld/sinks/redisstream"
 	_ "github.com/pearld/pearld/sinks/restapi"
 	_ "github.com/pearld/pearld/sinks/websocket"
 	_ "github.com/pearld/pearld/sources/pearl"
+	_ "github.com/pearld/pearld/sources/redisstream"
 	_ "github.com/pearld/pearld/sources/webhook"
 )
 
@@ -144,9 +146,10 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	}
 	e := engine.New(engine.Options{Logger: log, StatusAddr: *statusAddr, PluginsDir: *pluginsDir, IsAdmin: statusAdmin()})
 	return serve(e, log, runOptions{
-		files: func() ([]string, error) { return engine.PipelineFiles(*config) },
-		grace: *grace,
-		watch: *watch,
+		files:      func() ([]string, error) { return engine.PipelineFiles(*config) },
+		grace:      *grace,
+		watch:      *watch,
+		statusAddr: *statusAddr,
 	})
 }
 
@@ -162,6 +165,8 @@ type runOptions struct {
 	watch time.Duration
 	// ready, when set, runs once the pipelines are up.
 	ready func()
+	// statusAddr, when set, is where the dashboard is served.
+	statusAddr string
 }
 
 // serve starts the engine, reloads on SIGHUP (and file changes when
@@ -185,6 +190,11 @@ func serve(e *engine.Engine, log *slog.Logger, o runOptions) error {
 		// Some files are broken: report each, keep the others running.
 		for _, line := range strings.Split(err.Error(), "\n") {
 			log.Error("pipeline not started", "err", line)
+		}
+	}
+	if o.statusAddr != "" {
+		if err := mountDashboard(e, o.statusAddr); err != nil {
+			log.Error("serving the dashboard", "err", err)
 		}
 	}
 	if o.ready != nil {
