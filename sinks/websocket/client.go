@@ -43,10 +43,14 @@ const (
 	maxKeptQueue = 32
 )
 
-// client is one WebSocket connection. Two goroutines serve it: the reader
-// handles client messages and owns subs; the writer owns every write to
-// the network. Anything that wants to send to the client queues a frame
-// with enqueue, which never blocks.
+// client is one WebSocket connection. A reader goroutine handles client
+// messages and owns subs for the connection's whole life. Writing is a
+// role, not a goroutine: whoever queues a frame for a client whose writer
+// is idle starts one (signal), which writes everything queued, merged into
+// as few network writes as possible, and ends when nothing is left. An
+// idle connection so costs one goroutine, not two, and no timer: pings
+// come from the hub's one pinger. Anything that wants to send to the
+// client queues a frame with enqueue, which never blocks.
 type client struct {
 	h      *Hub
 	conn   *websocket.Conn
@@ -56,8 +60,11 @@ type client struct {
 	claims *auth.Claims
 	batch  bool // the client asked for batch frames (?batch=1)
 
-	wake     chan struct{} // capacity 1: frames were queued or closing was set
+	// wake, when set, is notified by signal instead of running a writer:
+	// clients built without a connection (tests) observe wake-ups there.
+	wake     chan struct{}
 	readDone chan struct{} // closed when the reader has stopped and cleaned up
+	slot     int           // the pinger's slot of the client (Hub.pingLoop)
 
 	mu      sync.Mutex
 	queue   []*frame
@@ -65,14 +72,30 @@ type client struct {
 	closing bool
 	code    int
 	reason  string
+	writer  writerState
+	pending bool // signalled since the writer last took the queue
+	pingDue bool // the pinger asked for a ping
+	stopped bool // the reader has stopped: the writer ends the connection
+
+	// Owned by the writer role: whoever moved writer to writerRunning.
+	deadline time.Time // the write deadline set last
 
 	// Owned by the reader goroutine; peerClose is read by the writer after
-	// readDone is closed.
+	// stopped is set.
 	subs      map[string]*subscription
 	strikes   int
 	strikesAt time.Time
 	peerClose *websocket.CloseError
 }
+
+// writerState says who may write to a client's connection.
+type writerState uint8
+
+const (
+	writerIdle    writerState = iota // nobody: signal starts a writer
+	writerRunning                    // one writer goroutine, or the reader ending the connection
+	writerDone                       // the connection is over; nothing is written again
+)
 
 // enqueue queues f for the client and wakes its writer. When the queue
 // already holds send_queue frames the client is too slow: its queue is
@@ -119,10 +142,43 @@ func (c *client) close(code int, reason string) {
 	c.signal()
 }
 
+// signal wakes the client's writer: it starts one when none runs; a
+// running writer takes the queue again before it ends.
 func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.wake != nil {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	c.mu.Lock()
+	c.pending = true
+	start := c.writer == writerIdle
+	if start {
+		c.writer = writerRunning
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// ping asks the writer to send a ping; the hub's pinger calls it.
+func (c *client) ping() {
+	c.mu.Lock()
+	if c.closing || c.writer == writerDone {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	start := c.writer == writerIdle && c.wake == nil
+	if start {
+		c.writer = writerRunning
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
 }
 
@@ -130,9 +186,44 @@ func (c *client) signal() {
 func (c *client) take() (frames []*frame, closing bool, code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.takeLocked()
+}
+
+func (c *client) takeLocked() (frames []*frame, closing bool, code int, reason string) {
 	frames = c.queue
 	c.queue, c.spare = c.spare[:0], nil
+	c.pending = false
 	return frames, c.closing, c.code, c.reason
+}
+
+// work is what a writer does next.
+type work struct {
+	frames  []*frame
+	ping    bool
+	closing bool
+	code    int
+	reason  string
+	stopped bool // the reader has stopped: end the connection
+	idle    bool // nothing to do: the writer has ended its role
+}
+
+// next takes the writer's next work. When there is none it gives up the
+// writer role under the lock, so that a frame queued right after starts
+// a new writer.
+func (c *client) next() work {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.stopped:
+		return work{stopped: true}
+	case !c.pending && !c.pingDue && !c.closing:
+		c.writer = writerIdle
+		return work{idle: true}
+	}
+	var w work
+	w.frames, w.closing, w.code, w.reason = c.takeLocked()
+	w.ping, c.pingDue = c.pingDue, false
+	return w
 }
 
 // recycle keeps a drained queue for reuse.
@@ -146,48 +237,56 @@ func (c *client) recycle(frames []*frame) {
 	c.mu.Unlock()
 }
 
-// writeLoop is the writer goroutine.
+// writeLoop is a writer: it runs while there is something to write, and
+// ends the connection when the client is closing or the reader stopped.
 func (c *client) writeLoop() {
-	defer c.h.wg.Done()
-	defer c.nc.Close()
-	ping := time.NewTicker(c.h.PingInterval.D())
-	defer ping.Stop()
 	for {
-		select {
-		case <-c.wake:
-			frames, closing, code, reason := c.take()
-			err := c.write(frames)
-			c.recycle(frames)
-			if err != nil {
-				return
-			}
-			if closing {
-				c.closeHandshake(code, reason)
-				return
-			}
-		case <-ping.C:
-			if c.writeWire(pingFrame.wire) != nil {
-				return
-			}
-		case <-c.readDone:
-			// The client closed (answer with its code) or the connection
-			// failed (the reader closed it).
-			if ce := c.peerClose; ce != nil {
-				echo := controlFrame(opClose, nil)
-				if ce.Code != websocket.CloseNoStatusReceived {
-					echo = closeFrame(ce.Code, "")
-				}
-				_ = c.writeWire(echo.wire)
-			}
+		w := c.next()
+		switch {
+		case w.idle:
 			return
-		case <-c.h.done:
-			frames, _, _, _ := c.take()
-			if c.write(frames) == nil {
-				c.closeHandshake(websocket.CloseGoingAway, reasonShutdown)
-			}
+		case w.stopped:
+			c.finish(false)
+			return
+		}
+		err := c.write(w.frames)
+		c.recycle(w.frames)
+		if err == nil && w.ping {
+			err = c.writeWire(pingFrame.wire)
+		}
+		if err != nil {
+			c.finish(true)
+			return
+		}
+		if w.closing {
+			c.closeHandshake(w.code, w.reason)
+			c.finish(true)
 			return
 		}
 	}
+}
+
+// finish ends the connection; the caller has the writer role. Unless the
+// hub already said goodbye (quiet), a close from the client is answered
+// with its code.
+func (c *client) finish(quiet bool) {
+	c.mu.Lock()
+	stopped := c.stopped
+	c.writer = writerDone
+	clear(c.queue)
+	c.queue, c.spare = nil, nil
+	c.mu.Unlock()
+	if stopped && !quiet {
+		if ce := c.peerClose; ce != nil {
+			echo := controlFrame(opClose, nil)
+			if ce.Code != websocket.CloseNoStatusReceived {
+				echo = closeFrame(ce.Code, "")
+			}
+			_ = c.writeWire(echo.wire)
+		}
+	}
+	_ = c.nc.Close()
+	c.h.wg.Done()
 }
 
 // closeHandshake sends a close frame and waits, briefly, for the client's
@@ -246,57 +345,81 @@ func (c *client) write(frames []*frame) error {
 	return err
 }
 
+// writeWire writes b within WriteTimeout. The deadline is moved only
+// when a tenth of the timeout has passed since it was last set, which
+// spares a timer update per write: a write gets between nine tenths of
+// WriteTimeout and all of it.
 func (c *client) writeWire(b []byte) error {
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout.D())); err != nil {
-		return err
+	now := time.Now()
+	timeout := c.h.WriteTimeout.D()
+	if c.deadline.Sub(now) < timeout-timeout/10 {
+		c.deadline = now.Add(timeout)
+		if err := c.nc.SetWriteDeadline(c.deadline); err != nil {
+			return err
+		}
 	}
 	_, err := c.nc.Write(b)
 	return err
 }
 
-// readLoop is the reader goroutine.
-func (c *client) readLoop() {
-	defer c.h.wg.Done()
-	var err error
-	defer func() { c.stopReading(err) }()
-
+// startReading sets up the connection's read side and starts the reader.
+func (c *client) startReading() {
 	c.conn.SetReadLimit(int64(c.h.hardLimit()))
-	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(c.h.pongWait())) }
-	extend()
-	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	c.extend()
+	c.conn.SetPongHandler(func(string) error { c.extend(); return nil })
 	c.conn.SetPingHandler(func(p string) error {
-		extend()
+		c.extend()
 		c.enqueue(controlFrame(opPong, []byte(p)))
 		return nil
 	})
 	// The writer answers a close frame; gorilla must not write.
 	c.conn.SetCloseHandler(func(int, string) error { return nil })
+	go c.read()
+}
 
-	for {
-		var r io.Reader
-		if _, r, err = c.conn.NextReader(); err != nil {
-			return
-		}
-		extend()
-		bp := c.h.readBufs.Get().(*[]byte)
-		var n int
-		n, err = io.ReadFull(r, *bp)
-		switch {
-		case err == nil:
-			// The message is longer than max_message_size: drop the rest,
-			// up to the hard read limit.
-			if _, err = io.Copy(io.Discard, r); err == nil {
-				c.fail(codeTooLarge, "message exceeds the limit of "+strconv.Itoa(c.h.MaxMessageSize)+" bytes", "")
-			}
-		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-			err = nil
-			c.handle((*bp)[:n])
-		}
-		c.h.readBufs.Put(bp)
-		if err != nil {
-			return
-		}
+// extend moves the read deadline: a client may stay silent for pongWait.
+func (c *client) extend() { _ = c.conn.SetReadDeadline(time.Now().Add(c.h.pongWait())) }
+
+// read is the reader: it waits for the client's next message, handles
+// it, and hands on to a fresh reader goroutine. Waiting in a read needs
+// little stack (2 KiB) but handling a message (JSON, subscribing) needs
+// more, and a stack that grew is not given back while its goroutine
+// waits: so a goroutine that handled a message does not wait again. An
+// idle connection is then little more than its reader's small stack.
+// Messages are rare; a goroutine per message costs about a microsecond.
+// The reader's share of Hub.wg passes from each reader to the next.
+func (c *client) read() {
+	_, r, err := c.conn.NextReader()
+	if err == nil {
+		err = c.readMessage(r)
 	}
+	if err != nil {
+		c.stopReading(err)
+		c.h.wg.Done()
+		return
+	}
+	go c.read()
+}
+
+// readMessage reads and handles one message.
+func (c *client) readMessage(r io.Reader) error {
+	c.extend()
+	bp := c.h.readBufs.Get().(*[]byte)
+	defer c.h.readBufs.Put(bp)
+	n, err := io.ReadFull(r, *bp)
+	switch {
+	case err == nil:
+		// The message is longer than max_message_size: drop the rest, up
+		// to the hard read limit.
+		if _, err = io.Copy(io.Discard, r); err == nil {
+			c.fail(codeTooLarge, "message exceeds the limit of "+strconv.Itoa(c.h.MaxMessageSize)+" bytes", "")
+		}
+		return err
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		c.handle((*bp)[:n])
+		return nil
+	}
+	return err
 }
 
 // stopReading ends the client's part in the hub once its reader stops.
@@ -312,6 +435,18 @@ func (c *client) stopReading(err error) {
 	}
 	c.h.release(c)
 	close(c.readDone)
+	// A running writer ends the connection when it next looks; with none,
+	// the reader does, on its way out.
+	c.mu.Lock()
+	c.stopped = true
+	end := c.writer == writerIdle
+	if end {
+		c.writer = writerRunning
+	}
+	c.mu.Unlock()
+	if end {
+		c.finish(false)
+	}
 }
 
 // fail sends an error frame. Malformed messages count as strikes; too

@@ -35,7 +35,8 @@ func (c *client) handle(msg []byte) {
 			return
 		}
 		var t *topic
-		if s := c.subs[k.key]; s != nil {
+		s := c.subs[k.key]
+		if s != nil {
 			t = s.t
 		} else {
 			t = c.h.topic(&k, false)
@@ -44,7 +45,11 @@ func (c *client) handle(msg []byte) {
 			t.mu.Lock()
 			defer t.mu.Unlock()
 		}
-		c.enqueue(c.h.cachedFrame(t, &k, false))
+		f := c.h.cachedFrame(t, &k, false)
+		if s != nil && f.seq > s.floor {
+			s.floor = f.seq // see subscription.floor
+		}
+		c.enqueue(f)
 	case "list_streams":
 		c.enqueue(jsonFrame(streamListMsg{Type: "stream_list", Streams: c.h.streams(c)}))
 	case "ping":

@@ -83,11 +83,10 @@ func (h *Hub) start(conn *websocket.Conn, claims *auth.Claims, ip, batch string)
 		ip:       ip,
 		claims:   claims,
 		batch:    batch == "1" || batch == "true",
-		wake:     make(chan struct{}, 1),
 		readDone: make(chan struct{}),
 		subs:     map[string]*subscription{},
 	}
-	c.enqueue(h.connectedFrame(c))
+	c.push(h.connectedFrame(c))
 
 	h.clientsMu.Lock()
 	if h.closed {
@@ -98,14 +97,19 @@ func (h *Hub) start(conn *websocket.Conn, claims *auth.Claims, ip, batch string)
 		return
 	}
 	h.clients[c] = struct{}{}
+	c.slot = h.nextSlot
+	h.nextSlot = (h.nextSlot + 1) % pingSlots
+	// One count for the reader, one for the connection's write side,
+	// released when the connection ends (client.finish).
 	h.wg.Add(2)
+	h.startPinger()
 	h.clientsMu.Unlock()
 
 	h.metrics.connTotal.WithLabelValues(resultAccepted).Inc()
 	h.metrics.connections.Inc()
 	h.log.Debug("websocket client connected", "client", c.id, "sub", claims.Subject, "ip", ip)
-	go c.readLoop()
-	go c.writeLoop()
+	c.startReading()
+	c.signal() // sends `connected`
 }
 
 func (h *Hub) connectedFrame(c *client) *frame {

@@ -88,6 +88,7 @@ type Hub struct {
 	epoch    int64
 	verifier *auth.Verifier
 	state    engine.StateReader
+	replayer engine.Replayer // upstream event log for resumes; guarded by typesMu, like state
 	metrics  *metrics
 	upgrader websocket.Upgrader
 	proxies  []netip.Prefix
@@ -110,6 +111,8 @@ type Hub struct {
 	clientsMu sync.Mutex
 	clients   map[*client]struct{}
 	perIP     map[string]int
+	nextSlot  int  // the pinger slot of the next client
+	pinging   bool // the pinger runs (started with the first client)
 	closed    bool
 	done      chan struct{} // closed by Close
 	wg        sync.WaitGroup
@@ -144,7 +147,9 @@ func (h *Hub) Init(env *engine.Env) error {
 	}
 	h.verifier = v
 	h.log = env.Logger
-	h.epoch = env.Epoch
+	if h.epoch, err = upstreamEpoch(env); err != nil {
+		return err
+	}
 	h.types = map[string]bool{}
 	h.useUpstream(env)
 	h.wakeEarly = max(1, h.SendQueue/2)
@@ -156,8 +161,10 @@ func (h *Hub) Init(env *engine.Env) error {
 	h.outBufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: h.WriteTimeout.D(),
-		// Small: only client messages and control frames pass through it.
-		ReadBufferSize: 512,
+		// Small, as every idle connection holds it: only client messages
+		// and control frames pass through it, and a message larger than
+		// the buffer is read past it, straight into the hub's buffer.
+		ReadBufferSize: 256,
 		// gorilla's write buffer is never used (the hub frames its own
 		// messages); a pool keeps gorilla from allocating one per client.
 		WriteBufferPool: &sync.Pool{},
@@ -290,7 +297,14 @@ func (h *Hub) Close(ctx context.Context) error {
 		h.closed = true
 		close(h.done)
 	}
+	clients := make([]*client, 0, len(h.clients))
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
 	h.clientsMu.Unlock()
+	for _, c := range clients {
+		c.close(websocket.CloseGoingAway, reasonShutdown)
+	}
 
 	finished := make(chan struct{})
 	go func() {

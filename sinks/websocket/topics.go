@@ -32,6 +32,13 @@ type subscription struct {
 	c   *client
 	t   *topic
 	idx int
+	// floor is the seq of the latest state the client was given for the
+	// key as cached_data. An upstream StateReader (ttl_cache) is ahead of
+	// the hub by what is still on its way (a batch processor holds events
+	// for max_delay), so that state may be newer than the hub's latest:
+	// data_update frames at or below floor are not queued to the client,
+	// which would get them twice or out of order. Guarded by topic.mu.
+	floor uint64
 }
 
 // push appends an event's frame to the history ring.
@@ -50,11 +57,7 @@ func (t *topic) push(f *frame, capacity int) {
 // some were dropped from the history, or since is not a Seq of this
 // topic's epoch).
 func (t *topic) missed(since uint64) ([]*frame, bool) {
-	last := uint64(0)
-	if t.hasLast {
-		last = t.latest.Seq
-	}
-	if since < t.evicted || since > last {
+	if since < t.evicted || since > t.lastSeq() {
 		return nil, false
 	}
 	var out []*frame
@@ -65,6 +68,14 @@ func (t *topic) missed(since uint64) ([]*frame, bool) {
 		}
 	}
 	return out, true
+}
+
+// lastSeq is the Seq of the latest event written, 0 if none.
+func (t *topic) lastSeq() uint64 {
+	if !t.hasLast {
+		return 0
+	}
+	return t.latest.Seq
 }
 
 // idle reports whether the topic holds nothing worth keeping.
@@ -116,6 +127,9 @@ func (h *Hub) publish(k *subKey, e *engine.Event, f *frame) {
 	t.push(f, h.History)
 	t.latest, t.hasLast = *e, true
 	for _, s := range t.subs {
+		if f.seq <= s.floor {
+			continue // the client has this state already, as cached_data
+		}
 		switch wake, n := s.c.push(f); {
 		case n >= h.wakeEarly:
 			s.c.signal()
@@ -142,6 +156,7 @@ func (h *Hub) wakeWriters() {
 // lock orders these frames before any data_update written afterwards.
 // Only c's reader goroutine calls it.
 func (h *Hub) subscribe(c *client, k *subKey, r *resume) {
+	rp := h.replayFor(k, r) // before the lock: it may ask the upstream event log
 	var t *topic
 	for {
 		t = h.topic(k, true)
@@ -152,25 +167,41 @@ func (h *Hub) subscribe(c *client, k *subKey, r *resume) {
 		t.mu.Unlock()
 	}
 	defer t.mu.Unlock()
-	if c.subs[k.key] == nil {
-		s := &subscription{c: c, t: t, idx: len(t.subs)}
+	s := c.subs[k.key]
+	if s == nil {
+		s = &subscription{c: c, t: t, idx: len(t.subs)}
 		t.subs = append(t.subs, s)
 		c.subs[k.key] = s
 		h.metrics.subscriptions.Inc()
 	}
 	c.enqueue(subscribedFrame(k))
 	if r == nil {
-		c.enqueue(h.cachedFrame(t, k, false))
+		f := h.cachedFrame(t, k, false)
+		s.floor = f.seq
+		c.enqueue(f)
 		return
 	}
 	frames, ok := t.missed(r.since)
+	floor := r.since
+	if rp != nil {
+		frames, floor, ok = rp.resume(t, k, h.History)
+	}
+	ahead := !ok && rp == nil && r.since > t.lastSeq() && r.since <= h.upstreamSeq(k.key)
+	if ahead {
+		// The client got a state from the StateReader that has not
+		// reached the hub yet, and nothing after it: nothing is missed.
+		frames, ok = nil, true
+	}
 	if r.hasEpoch && r.epoch != h.epoch {
 		ok = false
 	}
+	s.floor = floor
 	switch {
 	case !ok:
-		c.enqueue(h.cachedFrame(t, k, true))
-	case len(frames) == 0 && !t.hasLast:
+		f := h.cachedFrame(t, k, true)
+		s.floor = f.seq
+		c.enqueue(f)
+	case len(frames) == 0 && !t.hasLast && !ahead && rp == nil:
 		c.enqueue(noCachedFrame(k.key))
 	case len(frames) == 1:
 		c.enqueue(frames[0])
@@ -196,6 +227,17 @@ func (h *Hub) unsubscribe(s *subscription) {
 	if idle {
 		h.dropTopic(t)
 	}
+}
+
+// upstreamSeq returns the seq of the latest state of key in the upstream
+// StateReader, 0 when there is none.
+func (h *Hub) upstreamSeq(key string) uint64 {
+	if state := h.stateReader(); state != nil {
+		if e, ok := state.Latest(key); ok {
+			return e.Seq
+		}
+	}
+	return 0
 }
 
 // cachedFrame returns the cached_data frame of the latest state of k, or

@@ -56,6 +56,7 @@ type Client struct {
 
 	kickMu sync.Mutex
 	kickCh chan struct{}
+	relay  func() // passes kicks on to other pearld instances (leases); guarded by kickMu
 }
 
 // ClientOptions tune NewClient; the zero value is usable.
@@ -191,12 +192,31 @@ func (c *Client) Timeout() time.Duration { return c.timeout }
 // Kick makes every poller of the device poll at once, and the publisher
 // poller poll fast until the publishers settle. Control methods call it
 // after the device accepted a command; call it when something else is
-// known to have changed the device.
+// known to have changed the device. With poll leases (lease_redis), the
+// kick also reaches the instance that polls the device.
 func (c *Client) Kick() {
+	c.kickLocal()
+	c.kickMu.Lock()
+	relay := c.relay
+	c.kickMu.Unlock()
+	if relay != nil {
+		relay()
+	}
+}
+
+// kickLocal kicks the pollers of this instance only.
+func (c *Client) kickLocal() {
 	c.kickMu.Lock()
 	defer c.kickMu.Unlock()
 	close(c.kickCh)
 	c.kickCh = make(chan struct{})
+}
+
+// setRelay makes Kick call relay too.
+func (c *Client) setRelay(relay func()) {
+	c.kickMu.Lock()
+	defer c.kickMu.Unlock()
+	c.relay = relay
 }
 
 // Kicked returns a channel that is closed by the next Kick. Pollers take

@@ -63,9 +63,13 @@ type DeviceHealthSource struct {
 	// TempStep, when positive, also emits when cputemp moved by at least
 	// that many degrees since the last event; default 0 (off).
 	TempStep int `toml:"temp_step"`
+	// LeaseConfig (lease_redis, lease_ttl, lease_prefix) shares the
+	// polling of the devices among pearld instances; default off.
+	LeaseConfig
 
 	log     *slog.Logger
 	clients []*Client
+	leases  []*deviceLease // nil without lease_redis
 }
 
 // NewDeviceHealthSource returns the source with its defaults.
@@ -89,11 +93,18 @@ func (s *DeviceHealthSource) Init(env *engine.Env) error {
 	case s.TempStep < 0:
 		return fmt.Errorf("temp_step must not be negative, not %d", s.TempStep)
 	}
+	if err := s.LeaseConfig.validate(); err != nil {
+		return err
+	}
 	clients, err := clientsFor(env, s.Devices)
 	if err != nil {
 		return err
 	}
-	s.log, s.clients = env.Logger, clients
+	leases, err := leasesFor(env, s.LeaseConfig, clients)
+	if err != nil {
+		return err
+	}
+	s.log, s.clients, s.leases = env.Logger, clients, leases
 	return nil
 }
 
@@ -101,18 +112,18 @@ func (s *DeviceHealthSource) Init(env *engine.Env) error {
 func (s *DeviceHealthSource) DataTypes() []string { return []string{TypeDeviceHealth} }
 
 // Run polls every device from its own goroutine until ctx ends, then
-// returns nil. A failing device never stops or delays the others.
+// returns nil; with leases, each device while this instance holds its
+// lease. A failing device never stops or delays the others.
 func (s *DeviceHealthSource) Run(ctx context.Context, emit func(engine.Event)) error {
 	if s.log == nil {
 		return errors.New("running pearl_device_health: not initialised")
 	}
 	var wg sync.WaitGroup
-	for _, c := range s.clients {
+	for i, c := range s.clients {
 		w := &healthWatcher{
-			client:  c,
-			tracker: newHealthTracker(c, s.CPUStep, s.TempStep),
-			emit:    emit,
-			log:     s.log.With("device", c.Name()),
+			client: c,
+			emit:   emit,
+			log:    s.log.With("device", c.Name()),
 		}
 		loop := &pollLoop{
 			client:     c,
@@ -121,7 +132,13 @@ func (s *DeviceHealthSource) Run(ctx context.Context, emit func(engine.Event)) e
 			maxBackoff: s.MaxBackoff.D(),
 			minGap:     min(s.Interval.D(), time.Second),
 		}
-		wg.Go(func() { loop.run(ctx) })
+		wg.Go(func() {
+			pollDevice(ctx, leaseOf(s.leases, i), func(ctx context.Context, seed []engine.Event) {
+				w.tracker = newHealthTracker(c, s.CPUStep, s.TempStep)
+				w.tracker.seed(seed)
+				loop.run(ctx)
+			})
+		})
 	}
 	wg.Wait()
 	return nil

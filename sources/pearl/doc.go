@@ -40,6 +40,21 @@
 //	cpu_step  = 0      # default 0 (off): also emit when cpuload moved this many points
 //	temp_step = 0      # default 0 (off): also emit when cputemp moved this many degrees
 //
+// Several pearld instances can share the polling of a fleet (a cluster,
+// see docs/cluster.md): with lease_redis, an instance polls a device only
+// while it holds the device's lease in Redis (SET NX PX, renewed every
+// third of lease_ttl, released on a clean stop). The sources of a device
+// share its lease. An instance that dies stops renewing; another takes the
+// device over within lease_ttl, starting from the latest state the
+// redis_stream sink recorded, so that the handover reports changes, not
+// first observations. Kicks reach the holder from any instance.
+//
+//	[sources.publishers]
+//	type         = "pearl_publisher_status"
+//	lease_redis  = "redis://127.0.0.1:6379/0"  # default "": no leases
+//	lease_ttl    = "5s"                        # default 5s, at least 1s
+//	lease_prefix = "pearld:cluster"            # default "pearld:" + the pipeline's name
+//
 // The event data follows PROTOCOL.md; PublisherStatusData and
 // DeviceHealthData are its Go form.
 package pearl

@@ -63,6 +63,9 @@ func (l *pollLoop) run(ctx context.Context) {
 			}
 		case <-timer.C:
 		}
+		if ctx.Err() != nil {
+			return // select picks at random among ready cases
+		}
 
 		// A kick that came after the wake-up is served by this poll, but
 		// still starts a fast phase; a kick from now on means: poll again.

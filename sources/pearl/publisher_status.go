@@ -50,9 +50,13 @@ type PublisherStatusSource struct {
 	// MaxBackoff is the longest wait between polls of a failing device;
 	// default 60s.
 	MaxBackoff engine.Duration `toml:"max_backoff"`
+	// LeaseConfig (lease_redis, lease_ttl, lease_prefix) shares the
+	// polling of the devices among pearld instances; default off.
+	LeaseConfig
 
 	log     *slog.Logger
 	clients []*Client
+	leases  []*deviceLease // nil without lease_redis
 }
 
 const defaultFastInterval = engine.Duration(250 * time.Millisecond)
@@ -82,11 +86,18 @@ func (s *PublisherStatusSource) Init(env *engine.Env) error {
 	case s.MaxBackoff < s.Interval:
 		return fmt.Errorf("max_backoff (%s) must not be less than interval (%s)", s.MaxBackoff, s.Interval)
 	}
+	if err := s.LeaseConfig.validate(); err != nil {
+		return err
+	}
 	clients, err := clientsFor(env, s.Devices)
 	if err != nil {
 		return err
 	}
-	s.log, s.clients = env.Logger, clients
+	leases, err := leasesFor(env, s.LeaseConfig, clients)
+	if err != nil {
+		return err
+	}
+	s.log, s.clients, s.leases = env.Logger, clients, leases
 	return nil
 }
 
@@ -111,18 +122,18 @@ func clientsFor(env *engine.Env, patterns []string) ([]*Client, error) {
 func (s *PublisherStatusSource) DataTypes() []string { return []string{TypePublisherStatus} }
 
 // Run polls every device from its own goroutine until ctx ends, then
-// returns nil. A failing device never stops or delays the others.
+// returns nil; with leases, each device while this instance holds its
+// lease. A failing device never stops or delays the others.
 func (s *PublisherStatusSource) Run(ctx context.Context, emit func(engine.Event)) error {
 	if s.log == nil {
 		return errors.New("running pearl_publisher_status: not initialised")
 	}
 	var wg sync.WaitGroup
-	for _, c := range s.clients {
+	for i, c := range s.clients {
 		w := &publisherWatcher{
-			client:  c,
-			tracker: newPublisherTracker(c.Name(), c.Host()),
-			emit:    emit,
-			log:     s.log.With("device", c.Name()),
+			client: c,
+			emit:   emit,
+			log:    s.log.With("device", c.Name()),
 		}
 		loop := &pollLoop{
 			client:     c,
@@ -132,7 +143,13 @@ func (s *PublisherStatusSource) Run(ctx context.Context, emit func(engine.Event)
 			maxBackoff: s.MaxBackoff.D(),
 			minGap:     s.FastInterval.D(),
 		}
-		wg.Go(func() { loop.run(ctx) })
+		wg.Go(func() {
+			pollDevice(ctx, leaseOf(s.leases, i), func(ctx context.Context, seed []engine.Event) {
+				w.tracker = newPublisherTracker(c.Name(), c.Host())
+				w.tracker.seed(seed)
+				loop.run(ctx)
+			})
+		})
 	}
 	wg.Wait()
 	return nil
