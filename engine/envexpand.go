@@ -19,6 +19,7 @@ func expandVars(src []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 		line  = 1
 		s     = string(src)
 		delim string // "" outside strings, else the closing delimiter
+		start int    // where the current string's content starts in out
 	)
 	out.Grow(len(s))
 	for i := 0; i < len(s); {
@@ -37,16 +38,19 @@ func expandVars(src []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 				delim = s[i : i+3]
 				out.WriteString(delim)
 				i += 3
+				start = out.Len()
 				continue
 			case c == '"' || c == '\'':
 				delim = string(c)
 				out.WriteByte(c)
 				i++
+				start = out.Len()
 				continue
 			case strings.HasPrefix(s[i:], "${"):
 				n, val, err := substitute(s[i:], lookup)
 				if err == "" && !scalarPattern.MatchString(val) {
-					err = fmt.Sprintf("%s outside quotes must be a number or true/false, not %q; quote it for a string", s[i:i+n], val)
+					// The value is not quoted in the message: it may be a secret.
+					err = fmt.Sprintf("%s outside quotes must be a number or true/false; quote it for a string", s[i:i+n])
 				}
 				if err != "" {
 					errs = append(errs, lineError{line, err})
@@ -86,7 +90,7 @@ func expandVars(src []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 			if msg != "" {
 				errs = append(errs, lineError{line, msg})
 			}
-			esc, err := escapeFor(delim, val)
+			esc, err := escapeFor(delim, val, out.Len() == start)
 			if err != nil {
 				errs = append(errs, lineError{line, fmt.Sprintf("%s: %v", s[i:i+n], err)})
 			}
@@ -141,7 +145,14 @@ func validVarName(n string) bool {
 	return true
 }
 
-func escapeFor(delim, v string) (string, error) {
+// escapeFor returns v written for the inside of a string closed by delim;
+// atStart tells that v starts the string's content. Basic strings escape
+// what they must. Literal strings cannot escape: a value that would end
+// them (in a multi-line one, that starts or ends with a quote), hold a
+// control character (other than tab, and newline in a multi-line one) or
+// lose a newline that starts a multi-line one (TOML trims it) is refused.
+// Errors never quote v, which may be a secret.
+func escapeFor(delim, v string, atStart bool) (string, error) {
 	switch delim {
 	case `"`, `"""`:
 		var b strings.Builder
@@ -164,7 +175,17 @@ func escapeFor(delim, v string) (string, error) {
 		}
 		return b.String(), nil
 	default:
-		if strings.Contains(v, delim) || strings.ContainsAny(v, "\n\r") && delim == "'" {
+		bad := strings.Contains(v, delim)
+		if delim == "'''" {
+			// A quote at either end could make three with the text around.
+			bad = bad || strings.HasPrefix(v, "'") || strings.HasSuffix(v, "'") || atStart && strings.HasPrefix(v, "\n")
+		}
+		for _, r := range v {
+			if r < 0x20 && r != '\t' && (r != '\n' || delim == "'") || r == 0x7f {
+				bad = true
+			}
+		}
+		if bad {
 			return "", fmt.Errorf("value cannot be written inside a %s string; use a \"basic\" string", delim)
 		}
 		return v, nil

@@ -15,7 +15,7 @@ import (
 // fuzzEnv is the environment of the loader fuzz targets: a few set
 // variables, one of them empty; every other name is unset.
 var fuzzEnv = envOf(map[string]string{
-	"PEARL_PASSWORD": `s3"cr'et\n`,
+	"PEARL_PASSWORD": `hunter2-s3"cr'et`,
 	"PORT":           "3446",
 	"EMPTY":          "",
 	"FLAG":           "true",
@@ -47,11 +47,12 @@ func fuzzRegistry() *Registry {
 
 // FuzzLoad loads arbitrary pipeline files, ${VAR} expansion included.
 // Invariants: Load does not panic; it fails with *ConfigError values only,
-// each naming the file, a line inside it (or 0) and a message, and the
-// same input gives the same error text every time (pearld validate prints
-// it); a file it accepts has components in topological order, sources
-// without inputs, every other component with known, non-sink inputs, and
-// devices with an address.
+// each naming the file, a line inside it (or 0) and a message; the same
+// input gives the same error text every time (pearld validate prints it),
+// which never quotes the value of a variable (a password); a file it
+// accepts has components in topological order, sources without inputs,
+// every other component with known, non-sink inputs, and devices with an
+// address.
 func FuzzLoad(f *testing.F) {
 	for _, seed := range []string{
 		designExample,
@@ -64,6 +65,7 @@ func FuzzLoad(f *testing.F) {
 		"[sources.p]\ntype = \"pearl_publisher_status\"\nintervall = \"5s\"\n[sinks.s]\ntype = \"nope\"\n",
 		"[devices.a]\n[devices.b]\n[devices.c]\naddress = \"\"\n",
 		"x = \"\"\"\n${PEARL_PASSWORD}\n\"\"\"\ny = '''${HOST}'''\n# ${NOPE}\n",
+		"[devices.a]\naddress = \"h\"\npassword = ${PEARL_PASSWORD}\n",
 		"[sources.p\n",
 		"",
 	} {
@@ -80,6 +82,9 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			if msg := checkConfigErrors(err, "fuzz.toml", bytes.Count(src, []byte("\n"))+1); msg != "" {
 				t.Fatal(msg)
+			}
+			if strings.Contains(err.Error(), "hunter2") && !bytes.Contains(src, []byte("hunter2")) {
+				t.Fatalf("the error quotes the value of PEARL_PASSWORD:\n%v", err)
 			}
 			return
 		}
@@ -193,26 +198,37 @@ func checkPipeline(p *PipelineConfig) string {
 // FuzzExpandVars checks that ${VAR} expansion never lets a value change
 // the structure of a pipeline file: whatever the value, in whichever kind
 // of TOML string the reference stands (basic, literal, multi-line of
-// either, from the environment or as a ${VAR:-default}), either expansion
-// reports an error, or the file decodes to exactly one key whose string is
-// the value, byte for byte. Outside quotes a value is either refused or
-// decodes to one number or boolean.
+// either, from the environment or as a ${VAR:-default}), between whatever
+// text, either expansion reports an error, or the file decodes to exactly
+// one key whose string is the text with the value in place, byte for
+// byte. Outside quotes a value is either refused or decodes to one number
+// or boolean. Errors never quote the value: it may be a password.
 func FuzzExpandVars(f *testing.F) {
 	for _, v := range []string{
 		"plain", "", `say "hi" \ now`, "it's", "'''", `"""`, "a\nb", "\na", "a\r\nb", "tab\there",
 		"\x00\x1f\x7f", "é ☃ 𝄞", `\u0041`, "${X}", "$${X}", "x\" \nevil = \"1", "x' \nevil = '1",
-		"50", "-1_000", "1.5e3", "true", "0x1F", "01", "inf", "1 # c",
+		"50", "-1_000", "1.5e3", "true", "0x1F", "01", "inf", "1 # c", "'", "''", `"`, "a'", "'a",
 	} {
 		for kind := range uint8(kinds) {
-			f.Add(v, kind)
+			f.Add(v, kind, uint8(0))
 		}
 	}
-	f.Fuzz(func(t *testing.T, value string, kind uint8) {
+	f.Add("'x", uint8(kindMultiLiteral), uint8(3))     // '' before 'x: three quotes
+	f.Add("x'", uint8(kindMultiLiteral), uint8(3*6+1)) // x' before '': three quotes
+	f.Add("\nx", uint8(kindMultiLiteral), uint8(1))    // not at the start: kept
+	f.Add(`x"`, uint8(kindMultiBasic), uint8(5*6+5))   // escaped, whatever surrounds it
+	f.Fuzz(func(t *testing.T, value string, kind, affix uint8) {
 		if !utf8.ValidString(value) {
 			t.Skip("TOML files and environment values are UTF-8")
 		}
 		k := int(kind) % kinds
-		src, lookup, ok := expandCase(value, k)
+		before, after := affixes[int(affix)%len(affixes)], affixes[int(affix)/len(affixes)%len(affixes)]
+		if k == kindBare {
+			before, after = "", ""
+		} else if !validAround(before, after, k) {
+			t.Skip("the text around the reference is not a string of its own")
+		}
+		src, lookup, ok := expandCase(before, value, after, k)
 		if !ok {
 			t.Skip("a default cannot hold '}' or a newline")
 		}
@@ -221,6 +237,11 @@ func FuzzExpandVars(f *testing.F) {
 			for _, e := range errs {
 				if e.line != 1 || e.msg == "" {
 					t.Fatalf("error %+v for a one-line reference", e)
+				}
+				// The messages' own words hold no digit: a value from the
+				// environment with one that shows in a message was quoted.
+				if len(value) >= 4 && strings.ContainsAny(value, "0123456789") && !strings.Contains(src, value) && strings.Contains(e.msg, value) {
+					t.Fatalf("error %q quotes the value", e.msg)
 				}
 			}
 			return
@@ -245,11 +266,14 @@ func FuzzExpandVars(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%q in %s expanded without error to %q, which does not decode: %v", value, kindNames[k], out, err)
 		}
-		if len(doc) != 1 || doc["k"] != value {
-			t.Fatalf("%q in %s expanded to %q, which decodes to %#v", value, kindNames[k], out, doc)
+		if want := before + value + after; len(doc) != 1 || doc["k"] != want {
+			t.Fatalf("%q in %s expanded to %q, which decodes to %#v, want %q", value, kindNames[k], out, doc, want)
 		}
 	})
 }
+
+// affixes are the texts FuzzExpandVars puts around a reference.
+var affixes = [...]string{"", "x", "'", "''", `"`, `""`}
 
 // Kinds of reference in FuzzExpandVars.
 const (
@@ -266,29 +290,79 @@ const (
 var kindNames = [...]string{"a basic string", "a literal string", "a multi-line basic string",
 	"a multi-line literal string", "a default in a basic string", "a default in a literal string", "no string"}
 
+var kindQuotes = [...]string{`"`, `'`, `"""`, `'''`, `"`, `'`}
+
 // expandCase returns a one-line document with a reference to value of the
-// given kind, and the environment it expands in.
-func expandCase(value string, kind int) (src string, lookup func(string) (string, bool), ok bool) {
-	env := envOf(map[string]string{"V": value})
-	switch kind {
-	case kindBasic:
-		return `k = "${V}"`, env, true
-	case kindLiteral:
-		return `k = '${V}'`, env, true
-	case kindMultiBasic:
-		return `k = """${V}"""`, env, true
-	case kindMultiLiteral:
-		return `k = '''${V}'''`, env, true
-	case kindDefaultBasic, kindDefaultLiteral:
+// given kind between before and after, and the environment it expands in.
+func expandCase(before, value, after string, kind int) (src string, lookup func(string) (string, bool), ok bool) {
+	if kind == kindBare {
+		return `k = ${V}`, envOf(map[string]string{"V": value}), true
+	}
+	ref, env := "${V}", envOf(map[string]string{"V": value})
+	if kind == kindDefaultBasic || kind == kindDefaultLiteral {
 		if value == "" || strings.ContainsAny(value, "}\n") {
 			return "", nil, false
 		}
-		q := `"`
-		if kind == kindDefaultLiteral {
-			q = `'`
+		ref, env = "${UNSET:-"+value+"}", envOf(nil)
+	}
+	q := kindQuotes[kind]
+	return "k = " + q + before + ref + after + q, env, true
+}
+
+// validAround reports whether before and after, with nothing between them,
+// make a string of the kind that decodes to before+after.
+func validAround(before, after string, kind int) bool {
+	q := kindQuotes[kind]
+	var doc map[string]any
+	return toml.Unmarshal([]byte("k = "+q+before+after+q), &doc) == nil && doc["k"] == before+after
+}
+
+// TestFuzzFindings pins down what FuzzLoad and FuzzExpandVars found.
+func TestFuzzFindings(t *testing.T) {
+	t.Run("device errors in a stable order", func(t *testing.T) {
+		src := []byte("[devices.c]\n[devices.a]\n[devices.b]\n[devices.d]\n")
+		_, first := Load("x.toml", src, LoadOptions{Registry: testRegistry(), LookupEnv: fuzzEnv})
+		want := "x.toml:2: devices.a: missing address\nx.toml:3: devices.b: missing address\n" +
+			"x.toml:1: devices.c: missing address\nx.toml:4: devices.d: missing address"
+		for range 20 {
+			_, err := Load("x.toml", src, LoadOptions{Registry: testRegistry(), LookupEnv: fuzzEnv})
+			if err == nil || err.Error() != want || first.Error() != want {
+				t.Fatalf("errors\n%v\nwant\n%s", err, want)
+			}
 		}
-		return "k = " + q + "${UNSET:-" + value + "}" + q, envOf(nil), true
-	default:
-		return `k = ${V}`, env, true
+	})
+	t.Run("a value outside quotes is not quoted in the error", func(t *testing.T) {
+		_, err := Load("x.toml", []byte("[devices.a]\naddress = \"h\"\npassword = ${PEARL_PASSWORD}\n"),
+			LoadOptions{Registry: testRegistry(), LookupEnv: fuzzEnv})
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "x.toml:3: ${PEARL_PASSWORD} outside quotes") {
+			t.Fatalf("error %v", err)
+		}
+	})
+	for _, tt := range []struct {
+		name, src, value string
+		ok               bool
+	}{
+		{"leading newline of a multi-line literal", "k = '''${V}'''", "\nx", false},
+		{"newline inside a multi-line literal", "k = '''a${V}'''", "\nx", true},
+		{"control character in a literal", "k = '${V}'", "a\x01b", false},
+		{"carriage return in a multi-line literal", "k = '''${V}'''", "a\rb", false},
+		{"quote that makes three with the text before", "k = '''''${V}'''", "'x", false},
+		{"quote that makes three with the text after", "k = '''${V}'''''", "x'", false},
+		{"quotes inside a multi-line literal", "k = '''${V}'''", "a''b", true},
+		{"control character in a basic string", `k = "${V}"`, "a\x01\x7fb", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errs := expandVars([]byte(tt.src), envOf(map[string]string{"V": tt.value}))
+			if !tt.ok {
+				if len(errs) == 0 {
+					t.Fatalf("expanded to %q, want an error", out)
+				}
+				return
+			}
+			var doc map[string]any
+			if len(errs) > 0 || toml.Unmarshal(out, &doc) != nil || !strings.Contains(doc["k"].(string), tt.value) {
+				t.Fatalf("expanded to %q (%v), decodes to %#v", out, errs, doc)
+			}
+		})
 	}
 }
