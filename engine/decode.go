@@ -126,4 +126,3 @@ func (w *wrapper) copyBack() {
 		w.target.FieldByIndex(idx).Set(w.val.Field(w.base + j))
 	}
 }
-

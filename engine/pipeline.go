@@ -578,4 +578,3 @@ func (n *node) finish(ctx context.Context) {
 		}
 	}
 }
-
