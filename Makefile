@@ -9,7 +9,9 @@ LDFLAGS  := -X github.com/pearld/pearld/engine.Version=$(VERSION)
 PKGS     := ./...
 SHIPPED_PLUGINS := ./plugins/stream_quality
 
-.PHONY: all build test demo lint fmt vet services browsers js proto clean
+.PHONY: all build test demo lint fmt vet services browsers js proto fuzz bench clean
+
+FUZZTIME ?= 60s
 
 all: build
 
@@ -22,6 +24,15 @@ build:
 ## browser client, run every Go test with -race (Chromium tests included).
 test: services browsers lint js
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	./scripts/fuzz.sh 5s
+
+## bench: a short run of every benchmark scenario (see BENCHMARKS.md).
+bench: build
+	./scripts/bench.sh
+
+## fuzz: run every fuzz target for FUZZTIME each, one after the other.
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
 
 ## demo: a simulated fleet, the shipped demo pipeline, a ready token.
 demo: build

@@ -91,7 +91,10 @@ type LoadOptions struct {
 	LookupEnv func(string) (string, bool)
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+var (
+	namePattern     = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+	deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+)
 
 const (
 	defaultBuffer   = 256
@@ -191,8 +194,10 @@ func Load(file string, src []byte, opts LoadOptions) (*PipelineConfig, error) {
 		}
 	}
 	for _, name := range sortedKeys(raw.Devices) {
-		if !namePattern.MatchString(name) {
-			fail(lines["devices."+name], "devices."+name, "invalid device id: use 1-64 of A-Z a-z 0-9 . _ : -")
+		// ':' separates the parts of subscription keys, so a device id
+		// holding one would make keys of two devices collide.
+		if !deviceIDPattern.MatchString(name) {
+			fail(lines["devices."+name], "devices."+name, "invalid device id: use 1-64 of A-Z a-z 0-9 . _ - (no ':', it separates the parts of subscription keys)")
 		}
 	}
 	if len(errs) > 0 {

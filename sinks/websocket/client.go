@@ -43,14 +43,15 @@ const (
 	maxKeptQueue = 32
 )
 
-// client is one WebSocket connection. A reader goroutine handles client
-// messages and owns subs for the connection's whole life. Writing is a
-// role, not a goroutine: whoever queues a frame for a client whose writer
-// is idle starts one (signal), which writes everything queued, merged into
-// as few network writes as possible, and ends when nothing is left. An
-// idle connection so costs one goroutine, not two, and no timer: pings
-// come from the hub's one pinger. Anything that wants to send to the
-// client queues a frame with enqueue, which never blocks.
+// client is one WebSocket connection. A reader handles client messages
+// and owns subs for the connection's whole life; it is one goroutine at a
+// time, each handing on to a fresh one after a message (see read).
+// Writing is a role, not a goroutine: whoever queues a frame for a client
+// whose writer is idle starts one (signal), which writes everything
+// queued, merged into as few network writes as possible, and ends when
+// nothing is left. An idle connection so costs one goroutine, not two,
+// and no timer: pings come from the hub's one pinger. Anything that wants
+// to send to the client queues a frame with enqueue, which never blocks.
 type client struct {
 	h      *Hub
 	conn   *websocket.Conn
@@ -80,8 +81,8 @@ type client struct {
 	// Owned by the writer role: whoever moved writer to writerRunning.
 	deadline time.Time // the write deadline set last
 
-	// Owned by the reader goroutine; peerClose is read by the writer after
-	// stopped is set.
+	// Owned by the reader; peerClose is read by the writer after stopped
+	// is set.
 	subs      map[string]*subscription
 	strikes   int
 	strikesAt time.Time
@@ -196,34 +197,46 @@ func (c *client) takeLocked() (frames []*frame, closing bool, code int, reason s
 	return frames, c.closing, c.code, c.reason
 }
 
-// work is what a writer does next.
-type work struct {
-	frames  []*frame
-	ping    bool
-	closing bool
-	code    int
-	reason  string
-	stopped bool // the reader has stopped: end the connection
-	idle    bool // nothing to do: the writer has ended its role
-}
+// What a writer does next (client.next).
+const (
+	doWrite   = 1 << iota // write the frames taken
+	doPing                // then a ping
+	doClose               // then the close handshake (closeInfo)
+	doStop                // the reader has stopped: end the connection
+	doNothing             // nothing to do: the writer has given up its role
+)
 
 // next takes the writer's next work. When there is none it gives up the
 // writer role under the lock, so that a frame queued right after starts
-// a new writer.
-func (c *client) next() work {
+// a new writer. Its results are small, as is the writer's stack (see
+// writeLoop).
+func (c *client) next() (frames []*frame, do uint8) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.stopped:
-		return work{stopped: true}
+		return nil, doStop
 	case !c.pending && !c.pingDue && !c.closing:
 		c.writer = writerIdle
-		return work{idle: true}
+		return nil, doNothing
 	}
-	var w work
-	w.frames, w.closing, w.code, w.reason = c.takeLocked()
-	w.ping, c.pingDue = c.pingDue, false
-	return w
+	frames, closing, _, _ := c.takeLocked()
+	do = doWrite
+	if c.pingDue {
+		c.pingDue = false
+		do |= doPing
+	}
+	if closing {
+		do |= doClose
+	}
+	return frames, do
+}
+
+// closeInfo returns the code and reason the client is closed with.
+func (c *client) closeInfo() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.code, c.reason
 }
 
 // recycle keeps a drained queue for reuse.
@@ -239,27 +252,32 @@ func (c *client) recycle(frames []*frame) {
 
 // writeLoop is a writer: it runs while there is something to write, and
 // ends the connection when the client is closing or the reader stopped.
+// A writer starts on the smallest stack (2 KiB, as most goroutines of a
+// hub are readers waiting on one) and its way down to the write system
+// call must fit: a stack that grows is copied, and writers start anew for
+// every event at modest rates. So the frames on that way stay small:
+// one frame's write does not go through the merging of writeMerged.
 func (c *client) writeLoop() {
 	for {
-		w := c.next()
+		frames, do := c.next()
 		switch {
-		case w.idle:
+		case do&doNothing != 0:
 			return
-		case w.stopped:
+		case do&doStop != 0:
 			c.finish(false)
 			return
 		}
-		err := c.write(w.frames)
-		c.recycle(w.frames)
-		if err == nil && w.ping {
+		err := c.write(frames)
+		c.recycle(frames)
+		if err == nil && do&doPing != 0 {
 			err = c.writeWire(pingFrame.wire)
 		}
 		if err != nil {
 			c.finish(true)
 			return
 		}
-		if w.closing {
-			c.closeHandshake(w.code, w.reason)
+		if do&doClose != 0 {
+			c.closeHandshake(c.closeInfo())
 			c.finish(true)
 			return
 		}
@@ -307,11 +325,20 @@ func (c *client) closeHandshake(code int, reason string) {
 // possible; batch clients get runs of data_update frames as one batch
 // frame.
 func (c *client) write(frames []*frame) error {
-	if len(frames) == 0 {
+	switch {
+	case len(frames) == 0:
 		return nil
+	case len(frames) == 1 && frames[0].group == nil && !(c.batch && frames[0].event):
+		c.h.metrics.sent.Inc()
+		return c.writeWire(frames[0].wire)
 	}
+	return c.writeMerged(frames)
+}
+
+// writeMerged is write for several frames, or frames to merge.
+func (c *client) writeMerged(frames []*frame) error {
 	frames = flatten(frames)
-	defer c.h.metrics.sent.Add(float64(len(frames)))
+	c.h.metrics.sent.Add(float64(len(frames)))
 	if len(frames) == 1 && !(c.batch && frames[0].event) {
 		return c.writeWire(frames[0].wire)
 	}

@@ -7,11 +7,14 @@
 // at once, then every data_update of those keys. Each event is encoded and
 // framed once by Write; its bytes are queued, by pointer, to every
 // subscriber. Each connection has one reader goroutine, which handles
-// client messages, and one writer goroutine, which merges everything
-// queued for its client into one network write. Write wakes the writers
-// once its whole batch is queued, so a batch (from the batch processor,
-// say) reaches a client that keeps up in one write, and a client that
-// connected with ?batch=1 as one `batch` frame. Queues are bounded: a
+// client messages, and, only while something is queued for it, a writer
+// goroutine, which merges everything queued into one network write and
+// ends when the queue is empty; one pinger serves all connections. An
+// idle connection so costs a reader blocked in a read, on a small stack,
+// and its buffers. Write wakes the writers once its whole batch is
+// queued, so a batch (from the batch processor, say) reaches a client
+// that keeps up in one write, and a client that connected with ?batch=1
+// as one `batch` frame. Queues are bounded: a
 // client that cannot keep up is closed, it never slows the others or
 // Write. The hub keeps the last events of each key so that a client that
 // reconnects resumes with `since` and misses nothing.
